@@ -1,0 +1,29 @@
+# `make demo` and `make test` are all a newcomer needs; both start with `make install`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rajax-installed
+
+.PHONY: install demo test bench clean-venv
+
+install: $(STAMP)
+
+# Re-installs only when the package description or the pinned versions change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[detect,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/rajax demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+
+bench: install
+	$(BIN)/python tools/benchmark.py
+	$(BIN)/python tools/benchmark_pipeline.py
+
+clean-venv:
+	rm -rf $(VENV)

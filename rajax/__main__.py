@@ -1,0 +1,5 @@
+import sys
+
+from rajax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The ``rajax`` command: one subcommand per module in ``rajax.commands``.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``, and imports heavy libraries (JAX, TensorFlow, PyTorch) only inside
+``run``: building the parser must stay cheap, and detection must be able to import
+PyTorch before anything imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rajax.errors import RajaxError
+
+# Subcommand name -> module under rajax.commands, in the order `rajax --help` lists them.
+COMMANDS = {
+    "classify": "classify",
+    "convert-weights": "convert_weights",
+    "regions": "regions",
+    "detect-actors": "detect_actors",
+    "train": "train",
+    "extract": "extract",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "demo": "demo",
+}
+
+
+def _available_commands():
+    for name, module_name in COMMANDS.items():
+        try:
+            yield name, importlib.import_module(f"rajax.commands.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"rajax.commands.{module_name}":
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rajax",
+        description="Actor-focused Region Attention for long-term activity recognition (JAX/Flax).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in _available_commands():
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except RajaxError as error:
+        print(f"rajax {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rajax {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

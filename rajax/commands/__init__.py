@@ -1,0 +1,1 @@
+"""Subcommands of the ``rajax`` CLI; see ``rajax.cli`` for the contract each module follows."""
