@@ -6,6 +6,10 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# torchvision segfaults when imported after tensorflow; importing it first makes any later order safe.
+import torch  # noqa: E402,F401
+import torchvision  # noqa: E402,F401
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
