@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/rajax demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 bench: install
 	$(BIN)/python tools/benchmark.py
