@@ -1,0 +1,7 @@
+"""From video files to model batches: decoding (``video``), temporal sampling (``sampling``),
+spatial regions (``regions``), dataset records (``records``), tf.data pipelines (``pipeline``) and
+the feature store (``features``).
+
+Nothing is imported here: ``rajax.data.video`` must stay importable without TensorFlow (the
+detection process imports torchvision, which crashes after TensorFlow).
+"""

@@ -1,0 +1,454 @@
+"""tf.data pipelines from videos to the batches the model eats.
+
+Two sources give per-video elements: a list of :class:`~rajax.data.records.VideoRecord` (video
+files, decoded with PyAV inside ``tf.numpy_function``) or a TFDS ``breakfast``/``video_folder``
+split through :func:`tfds_videos` (JPEG frames, decoded by TensorFlow in the graph: only the
+sampled frames, in parallel, outside the GIL). From either:
+
+- :func:`training_dataset` (Multi-Regional fine-tuning): for one epoch, every video gives ONE region
+  drawn at random among ``regions``, ``T*L`` frames ``[T*L, S, S, 3]``. Batches:
+  ``{"frames": [B, T*L, S, S, 3], "label": int32 [B], "region": int32 [B] (index into regions),
+  "video_id": string [B], "mask": float32 [B]}``.
+- :func:`evaluation_dataset` (feature extraction, evaluation): every region in the fixed order.
+  Batches: ``{"frames": [B, R, T*L, S, S, 3], "label", "video_id", "mask"}``.
+- Stored features for head training: ``rajax.data.features.features_dataset``.
+
+Frames are in [-1, 1] as float32 or bfloat16, or raw uint8 pixels with ``dtype="uint8"`` (4x less
+host memory and host-to-device traffic; the model side then computes ``x / 127.5 - 1``).
+
+Randomness (region choice, random timesteps, shuffled timesteps) is a pure function of
+``(seed, epoch, video_id)``: reproducible, different each epoch, and the same whatever the number of
+hosts or the order of decoding. The order of videos in an epoch is a permutation drawn from
+``(seed, epoch)``.
+
+Multi-host: each host reads the videos ``i`` with ``i % process_count == process_index`` (of the
+epoch's permutation when training) and every host yields the same number of batches, so collective
+steps never wait for a host that ran out. A video that cannot be decoded does not stop the epoch: it
+(file source) is logged, appended to the caller's ``skipped`` list, and comes out as zeros with ``mask`` 0; the
+padding that completes the last evaluation batch has ``mask`` 0 as well. Losses and metrics must be
+weighted by ``mask``; then every readable video counts exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from rajax.data import regions as regions_lib
+from rajax.data import sampling, video
+from rajax.data.records import VideoRecord
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16", "uint8")
+_PAD_ID = "<padding>"
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: per-video elements
+#
+# Both sources give "video_id", "path" (the file, or its name), "label", "actor_square" (int32 [3],
+# square-frame pixels), "has_actor", "num_frames" (0: unknown, probe the file) and "valid" (False:
+# padding, never decoded). A TFDS source also gives "jpeg_frames" (string [num_frames], the JPEG of
+# every frame's central square) and "square_side" (the stored square's side).
+
+
+def _record_columns(records: Sequence[VideoRecord]) -> dict[str, np.ndarray]:
+    return {
+        "video_id": np.array([r.video_id for r in records], dtype=object),
+        "path": np.array([str(r.path) for r in records], dtype=object),
+        "label": np.array([r.label for r in records], dtype=np.int32),
+        "actor_square": np.array(
+            [r.actor_square if r.actor_square is not None else (0, 0, 0) for r in records], dtype=np.int32
+        ).reshape(-1, 3),
+        "has_actor": np.array([r.actor_square is not None for r in records], dtype=bool),
+        "num_frames": np.array([r.num_frames or 0 for r in records], dtype=np.int32),
+        "valid": np.ones(len(records), dtype=bool),
+    }
+
+
+def records_dataset(records: Sequence[VideoRecord]):
+    """The per-video elements of a list of records (video files), in order."""
+    tf = _tf()
+    columns = _record_columns(records)
+    if not records:
+        return tf.data.Dataset.from_tensor_slices(
+            {k: tf.constant(v, tf.string if v.dtype == object else None) for k, v in columns.items()}
+        )
+    return tf.data.Dataset.from_tensor_slices({k: tf.constant(v) for k, v in columns.items()})
+
+
+def tfds_videos(dataset):
+    """The per-video elements of a rajax TFDS split (``breakfast``, ``video_folder``)."""
+    tf = _tf()
+
+    def convert(example):
+        return {
+            "video_id": example["video_id"],
+            "path": example["file_name"],
+            "label": tf.cast(example["label"], tf.int32),
+            "actor_square": tf.cast(example["actor_square"], tf.int32),
+            "has_actor": example["has_actor"],
+            "num_frames": tf.cast(example["num_frames"], tf.int32),
+            "valid": tf.constant(True),
+            "jpeg_frames": example["frames"],
+            "square_side": tf.cast(example["square_side"], tf.int32),
+        }
+
+    return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _padding_like(dataset, count: int):
+    """``count`` padding elements with the element spec of ``dataset`` (``valid`` False)."""
+    tf = _tf()
+
+    def blank(name, spec):
+        if name == "video_id":
+            return tf.constant(_PAD_ID)
+        shape = [0 if d is None else d for d in spec.shape.as_list()]
+        return tf.zeros(shape, spec.dtype) if spec.dtype != tf.string else tf.fill(shape, "")
+
+    element = {name: blank(name, spec) for name, spec in dataset.element_spec.items()}
+    return tf.data.Dataset.from_tensors(element).repeat(count)
+
+
+def resolve_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
+    """``(process_index, process_count)``: ``"auto"`` asks JAX, ``None`` means a single host."""
+    if shard is None:
+        return 0, 1
+    if shard == "auto":
+        import jax
+
+        return jax.process_index(), jax.process_count()
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} not in [0, {count})")
+    return int(index), int(count)
+
+
+def _stable_hash(video_id: str) -> int:
+    """A 56-bit integer per video id, the same in every run (unlike Python's salted hash())."""
+    return int.from_bytes(hashlib.blake2b(video_id.encode("utf-8"), digest_size=7).digest(), "big")
+
+
+def video_rng(seed: int, epoch: int, video_id: str) -> np.random.Generator:
+    """The random generator of one video in one epoch: region choice, then timestep sampling."""
+    return np.random.default_rng([seed, epoch, _stable_hash(video_id)])
+
+
+def choose_region(seed: int, epoch: int, video_id: str, num_regions: int) -> int:
+    """The region a video contributes to epoch ``epoch`` of Multi-Regional fine-tuning."""
+    return int(video_rng(seed, epoch, video_id).integers(num_regions))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _as_str(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What to load: the sampling and region settings of one pipeline."""
+
+    regions: tuple[str, ...]
+    num_timesteps: int
+    timestep_length: int
+    sampling_mode: str
+    shuffled: bool
+    seed: int
+    epoch: int
+    one_region: bool  # training: one random region per video; else every region
+
+    @property
+    def num_frames_out(self) -> int:
+        return self.num_timesteps * self.timestep_length
+
+    @property
+    def num_boxes(self) -> int:
+        return 1 if self.one_region else len(self.regions)
+
+    def sample(self, video_id: str, num_frames: int) -> tuple[np.ndarray, int]:
+        """Frame indices [T*L] and region index, from the video's generator for this epoch."""
+        rng = video_rng(self.seed, self.epoch, video_id)
+        region = int(rng.integers(len(self.regions))) if self.one_region else 0
+        indices = sampling.sample_timesteps(
+            self.sampling_mode, num_frames, self.num_timesteps, self.timestep_length, shuffled=self.shuffled, rng=rng
+        ).reshape(-1)
+        return indices, region
+
+    def boxes(self, side: int, region: int, actor_square) -> np.ndarray:
+        names = (self.regions[region],) if self.one_region else self.regions
+        return regions_lib.region_boxes(side, names, actor_square)
+
+    def empty_boxes(self) -> np.ndarray:
+        return np.tile(np.array([[0, 0, 1]], np.int32), (self.num_boxes, 1))
+
+
+def _file_loader(plan: _Plan, skipped: list | None):
+    """(video_id, path, actor_square, has_actor, num_frames, valid) ->
+    (square frames uint8 [T*L, s, s, 3], boxes int32 [K, 3], region int32, ok)."""
+
+    def failed():
+        return np.zeros((plan.num_frames_out, 1, 1, 3), np.uint8), plan.empty_boxes(), np.int32(0), False
+
+    def load(video_id, path, actor_square, has_actor, num_frames, valid):
+        if not valid:
+            return failed()
+        video_id, path = _as_str(video_id), _as_str(path)
+        try:
+            if not num_frames:
+                num_frames = video.probe(path).num_frames
+            indices, region = plan.sample(video_id, int(num_frames))
+            frames = regions_lib.central_square_crop(video.read_frames(path, indices))
+        except Exception as error:  # noqa: BLE001 - a bad video must not end the epoch
+            message = str(error) if path in str(error) else f"{path}: {error}"
+            logger.warning("skipping video %s: %s", video_id, message)
+            if skipped is not None:
+                skipped.append(message)
+            return failed()
+        square = tuple(int(v) for v in actor_square) if has_actor else None
+        boxes = plan.boxes(frames.shape[1], region, square)
+        if plan.one_region:
+            # Crop here so only the chosen region travels back into TensorFlow.
+            x0, y0, s = boxes[0]
+            frames = frames[:, y0 : y0 + s, x0 : x0 + s]
+            boxes = np.array([[0, 0, s]], np.int32)
+        return np.ascontiguousarray(frames), boxes, np.int32(region), True
+
+    return load
+
+
+def _jpeg_planner(plan: _Plan):
+    """(video_id, num_frames, square_side, actor_square, has_actor, valid) ->
+    (frame indices int64 [T*L], boxes int32 [K, 3], region int32). Cheap: no pixels in Python."""
+
+    def plan_video(video_id, num_frames, square_side, actor_square, has_actor, valid):
+        if not valid:
+            return np.zeros(plan.num_frames_out, np.int64), plan.empty_boxes(), np.int32(0)
+        indices, region = plan.sample(_as_str(video_id), int(num_frames))
+        square = tuple(int(v) for v in actor_square) if has_actor else None
+        return indices.astype(np.int64), plan.boxes(int(square_side), region, square), np.int32(region)
+
+    return plan_video
+
+
+def _load_and_crop(dataset, plan: _Plan, *, size: int, dtype: str, deterministic: bool, skipped):
+    tf = _tf()
+    from_jpeg = "jpeg_frames" in dataset.element_spec
+    load = _jpeg_planner(plan) if from_jpeg else _file_loader(plan, skipped)
+
+    def decode_jpegs(element, indices):
+        # Decode each distinct frame once (short videos repeat frames), in the TF graph: no GIL.
+        unique, position = tf.unique(indices)
+        encoded = tf.gather(element["jpeg_frames"], unique)
+        decoded = tf.map_fn(
+            lambda data: tf.io.decode_jpeg(data, channels=3), encoded, fn_output_signature=tf.uint8
+        )
+        return tf.gather(decoded, position)
+
+    def load_element(element):
+        if from_jpeg:
+            indices, boxes, region = tf.numpy_function(
+                load,
+                [element[k] for k in ("video_id", "num_frames", "square_side", "actor_square", "has_actor", "valid")],
+                [tf.int64, tf.int32, tf.int32],
+                stateful=False,
+            )
+            indices.set_shape([plan.num_frames_out])
+            frames = tf.cond(
+                element["valid"],
+                lambda: decode_jpegs(element, indices),
+                lambda: tf.zeros([plan.num_frames_out, 1, 1, 3], tf.uint8),
+            )
+            ok = element["valid"]
+        else:
+            frames, boxes, region, ok = tf.numpy_function(
+                load,
+                [element[k] for k in ("video_id", "path", "actor_square", "has_actor", "num_frames", "valid")],
+                [tf.uint8, tf.int32, tf.int32, tf.bool],
+                stateful=False,
+            )
+        frames.set_shape([plan.num_frames_out, None, None, 3])
+        boxes.set_shape([plan.num_boxes, 3])
+        region.set_shape([])
+        ok.set_shape([])
+        return {
+            "frames": regions_lib.crop_regions_tf(frames, boxes, size, output=dtype),  # [K, N, S, S, 3]
+            "label": element["label"],
+            "region": region,
+            "video_id": element["video_id"],
+            "mask": tf.cast(ok, tf.float32),
+        }
+
+    return dataset.map(load_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def _check_args(regions, sampling_mode, dtype, batch_size):
+    regions = regions_lib.resolve_regions(regions)
+    if sampling_mode not in sampling.SAMPLING_MODES:
+        raise ValueError(f"unknown sampling mode {sampling_mode!r}; choose one of {sampling.SAMPLING_MODES}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return regions
+
+
+def _num_videos(videos, num_videos: int | None) -> int:
+    if not hasattr(videos, "cardinality"):
+        return len(videos)
+    if num_videos is not None:
+        return num_videos
+    count = int(videos.cardinality())
+    if count < 0:
+        raise ValueError("the dataset's length is unknown: pass num_videos")
+    return count
+
+
+def _options(dataset, deterministic: bool):
+    tf = _tf()
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_optimization.map_parallelization = True
+    return dataset.with_options(options)
+
+
+def training_steps(num_videos: int, batch_size: int, process_count: int = 1) -> int:
+    """Batches per epoch on every host: the last partial batch of each host is dropped."""
+    return (num_videos // process_count) // batch_size
+
+
+def training_dataset(
+    videos: Sequence[VideoRecord],
+    *,
+    epoch: int,
+    batch_size: int,
+    seed: int = 0,
+    regions: int | str | Sequence[str] | None = None,
+    num_timesteps: int = 64,
+    timestep_length: int = 8,
+    sampling_mode: str = "uniform",
+    shuffled_timesteps: bool = False,
+    size: int = regions_lib.DEFAULT_SIZE,
+    dtype: str = "float32",
+    shard: tuple[int, int] | str | None = "auto",
+    deterministic: bool = False,
+    num_videos: int | None = None,
+    shuffle_buffer: int = 256,
+    prefetch: int = 2,
+    skipped: list | None = None,
+):
+    """One epoch of Multi-Regional fine-tuning batches (see the module docstring for the layout).
+
+    ``videos``: a list of records, or a dataset of video elements (:func:`tfds_videos`; shuffled
+    with a buffer of ``shuffle_buffer`` instead of a full permutation). Every host yields
+    ``training_steps(N, batch_size, process_count)`` full batches.
+    """
+    tf = _tf()
+    regions = _check_args(regions, sampling_mode, dtype, batch_size)
+    process_index, process_count = resolve_shard(shard)
+    total = _num_videos(videos, num_videos)
+    steps = training_steps(total, batch_size, process_count)
+    if steps == 0:
+        raise ValueError(
+            f"{total} videos give no full batch of {batch_size} per host ({process_count} hosts)"
+        )
+    if isinstance(videos, tf.data.Dataset):
+        dataset = videos.shard(process_count, process_index).shuffle(
+            shuffle_buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False
+        )
+    else:
+        order = np.random.default_rng([seed, epoch]).permutation(total)
+        dataset = records_dataset([videos[i] for i in order[process_index::process_count]])
+    dataset = dataset.take(steps * batch_size)
+    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, epoch, True)
+    dataset = _load_and_crop(dataset, plan, size=size, dtype=dtype, deterministic=deterministic, skipped=skipped)
+    dataset = dataset.map(lambda e: {**e, "frames": e["frames"][0]})
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
+    return _options(dataset, deterministic)
+
+
+def evaluation_steps(num_videos: int, batch_size: int, process_count: int = 1) -> int:
+    """Batches every host yields so that all videos fit: ceil(ceil(N / hosts) / batch_size)."""
+    return math.ceil(math.ceil(num_videos / process_count) / batch_size)
+
+
+def evaluation_dataset(
+    videos: Sequence[VideoRecord],
+    *,
+    batch_size: int = 1,
+    regions: int | str | Sequence[str] | None = None,
+    num_timesteps: int = 64,
+    timestep_length: int = 8,
+    sampling_mode: str = "uniform",
+    shuffled_timesteps: bool = False,
+    seed: int = 0,
+    size: int = regions_lib.DEFAULT_SIZE,
+    dtype: str = "float32",
+    shard: tuple[int, int] | str | None = "auto",
+    deterministic: bool = True,
+    num_videos: int | None = None,
+    prefetch: int = 1,
+    skipped: list | None = None,
+):
+    """Every region of every video (in order), padded so each host yields the same full batches.
+
+    ``videos``: a list of records, or a dataset of video elements (:func:`tfds_videos`; pass
+    ``num_videos`` when its length is unknown).
+
+    Batches: ``frames [B, R, T*L, S, S, 3]``, ``label [B]``, ``video_id [B]`` (``"<padding>"`` on
+    padding), ``mask [B]`` (1 for a decoded video, 0 for padding and skipped videos). Memory: one
+    float32 Breakfast video of 11 regions x 512 frames at 224 is 3.4 GB; use ``dtype="uint8"`` or
+    ``"bfloat16"`` and small batches.
+    """
+    tf = _tf()
+    regions = _check_args(regions, sampling_mode, dtype, batch_size)
+    process_index, process_count = resolve_shard(shard)
+    total = _num_videos(videos, num_videos)
+    per_host = evaluation_steps(total, batch_size, process_count) * batch_size
+    if isinstance(videos, tf.data.Dataset):
+        dataset = videos.shard(process_count, process_index)
+    else:
+        dataset = records_dataset(list(videos)[process_index::process_count])
+    dataset = dataset.concatenate(_padding_like(dataset, per_host)).take(per_host)
+    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, 0, False)
+    dataset = _load_and_crop(dataset, plan, size=size, dtype=dtype, deterministic=deterministic, skipped=skipped)
+    dataset = dataset.map(lambda e: {k: v for k, v in e.items() if k != "region"})
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
+    return _options(dataset, deterministic)
+
+
+def load_video_regions(
+    path: str,
+    *,
+    regions: int | str | Sequence[str] | None = None,
+    actor_square: Sequence[int] | None = None,
+    num_timesteps: int = 64,
+    timestep_length: int = 8,
+    sampling_mode: str = "uniform",
+    size: int = regions_lib.DEFAULT_SIZE,
+    output: str = "float32",
+) -> np.ndarray:
+    """One video's regions ``[R, T*L, size, size, 3]`` without tf.data (prediction on one file).
+
+    Raises VideoError for a bad file instead of skipping it.
+    """
+    regions = regions_lib.resolve_regions(regions)
+    info = video.probe(path)
+    indices = sampling.sample_timesteps(sampling_mode, info.num_frames, num_timesteps, timestep_length).reshape(-1)
+    frames = regions_lib.central_square_crop(video.read_frames(path, indices))
+    return regions_lib.crop_regions(frames, regions, actor_square, size, output)

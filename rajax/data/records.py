@@ -1,0 +1,163 @@
+"""Video records: which videos make up a dataset, with their labels and actor squares.
+
+A :class:`VideoRecord` is all the pipeline needs to know about a video before decoding it. Build a
+list of them from a folder with one subfolder per class (:func:`records_from_folder`), from a CSV of
+``path,label[,split]`` rows (:func:`records_from_csv`), and attach the actor squares found by
+``rajax detect-actors`` with :func:`attach_actor_squares`. TFDS datasets skip this step: their
+examples already carry the same fields (see ``rajax.data.pipeline.tfds_videos``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from rajax.errors import RajaxError
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoRecord:
+    """One video of a dataset.
+
+    ``actor_square`` is ``(x0, y0, side)`` in central-square pixels (``None``: no detection; the
+    actor region is then the full frame). ``num_frames`` is ``None`` when not known yet (the
+    pipeline probes the file). ``split`` is free text ("train", "validation", "test") or ``None``.
+    """
+
+    video_id: str
+    path: str
+    label: int
+    actor_square: tuple[int, int, int] | None = None
+    num_frames: int | None = None
+    split: str | None = None
+
+
+def _video_files(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in VIDEO_SUFFIXES
+    )
+
+
+def records_from_folder(
+    root: str | os.PathLike, class_names: Sequence[str] | None = None, split: str | None = None
+) -> tuple[list[VideoRecord], list[str]]:
+    """Records for ``root/<class>/**/<video>``; labels index the sorted class folder names.
+
+    ``class_names`` fixes the label order (and which folders count); folders not in it are an error.
+    ``video_id`` is the path relative to ``root`` without its suffix, e.g. ``"dancing/clip_01"``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise RajaxError(f"{root}: no such folder")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if class_names is None:
+        class_names = folders
+    else:
+        unknown = sorted(set(folders) - set(class_names))
+        if unknown:
+            raise RajaxError(f"{root}: class folders {unknown} are not among the class names given")
+    if not class_names:
+        raise RajaxError(f"{root}: no class subfolders (expected one folder of videos per class)")
+    records = []
+    for label, name in enumerate(class_names):
+        for path in _video_files(root / name) if (root / name).is_dir() else []:
+            video_id = path.relative_to(root).with_suffix("").as_posix()
+            records.append(VideoRecord(video_id, str(path), label, split=split))
+    if not records:
+        raise RajaxError(f"{root}: no video files in the class folders")
+    return records, list(class_names)
+
+
+def records_from_csv(
+    csv_file: str | os.PathLike, class_names: Sequence[str] | None = None
+) -> tuple[list[VideoRecord], list[str]]:
+    """Records from a CSV of ``path,label[,split]`` rows (a ``path,label,...`` header is optional).
+
+    Relative paths are relative to the CSV's folder. Labels are class names; their index is the
+    position in ``class_names`` (default: the sorted distinct labels).
+    """
+    csv_file = Path(csv_file)
+    if not csv_file.is_file():
+        raise RajaxError(f"{csv_file}: no such CSV file")
+    with open(csv_file, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    if rows and rows[0][0].strip().lower() == "path":
+        rows = rows[1:]
+    parsed = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) not in (2, 3):
+            raise RajaxError(f"{csv_file}: row {number} has {len(row)} columns; expected path,label[,split]")
+        path, label = row[0].strip(), row[1].strip()
+        split = row[2].strip() or None if len(row) == 3 else None
+        if not path or not label:
+            raise RajaxError(f"{csv_file}: row {number} has an empty path or label")
+        parsed.append((path, label, split))
+    if not parsed:
+        raise RajaxError(f"{csv_file}: no rows")
+    if class_names is None:
+        class_names = sorted({label for _, label, _ in parsed})
+    index = {name: i for i, name in enumerate(class_names)}
+    records = []
+    for path, label, split in parsed:
+        if label not in index:
+            raise RajaxError(f"{csv_file}: label {label!r} of {path} is not among the class names")
+        full = Path(path) if Path(path).is_absolute() else csv_file.parent / path
+        records.append(VideoRecord(Path(path).with_suffix("").as_posix(), str(full), index[label], split=split))
+    return records, list(class_names)
+
+
+def _tail(path: str, parts: int) -> str:
+    return "/".join(Path(os.path.realpath(path)).parts[-parts:])
+
+
+def actor_square_from_record(record: Mapping) -> tuple[int, int, int] | None:
+    """The actor square of a ``detect-actors`` record, or None when it fell back to the full frame."""
+    square = record.get("actor_square")
+    if record.get("fallback") or square is None:
+        return None
+    return tuple(int(v) for v in square)
+
+
+def attach_actor_squares(
+    records: Iterable[VideoRecord],
+    actors: str | os.PathLike | Mapping[str, Mapping],
+    tail_parts: int = 3,
+) -> tuple[list[VideoRecord], int]:
+    """Copies of ``records`` with the actor squares of a ``detect-actors`` output file.
+
+    A record is matched by its resolved path; failing that (the dataset moved since detection), by
+    the last ``tail_parts`` components of the path (``P03/cam01/P03_cereals.avi``) when exactly one
+    detection has them. Returns the records and how many were matched; unmatched records keep
+    ``actor_square=None`` (the actor region is then the full frame).
+    """
+    from rajax.detection.store import load_actor_records, video_key  # stdlib only: safe here
+
+    by_key = dict(actors) if isinstance(actors, Mapping) else load_actor_records(actors)
+    by_key = {video_key(key): value for key, value in by_key.items()}
+    by_tail: dict[str, list[Mapping]] = {}
+    for key, value in by_key.items():
+        by_tail.setdefault(_tail(key, tail_parts), []).append(value)
+    matched = 0
+    out = []
+    for record in records:
+        found = by_key.get(video_key(record.path))
+        if found is None:
+            candidates = by_tail.get(_tail(record.path, tail_parts), [])
+            found = candidates[0] if len(candidates) == 1 else None
+        if found is not None:
+            matched += 1
+            record = dataclasses.replace(record, actor_square=actor_square_from_record(found))
+        out.append(record)
+    return out, matched
+
+
+def split_records(records: Iterable[VideoRecord], split: str) -> list[VideoRecord]:
+    """The records of one split."""
+    return [record for record in records if record.split == split]

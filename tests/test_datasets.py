@@ -1,0 +1,256 @@
+"""TFDS builders built for real on small videos written here, then read through the pipeline."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from rajax.data import pipeline, video
+from rajax.data.records import VideoRecord, records_from_csv, records_from_folder
+from rajax.datasets import breakfast
+from rajax.data.regions import central_square_crop, resize_square
+from rajax.datasets.video_folder import MAX_SQUARE_SIDE, VideoFolder, _folder_records
+
+T, L, SIZE = 2, 4, 16
+
+
+def smooth_frames(num_frames, height, width, value=0):
+    """Gradients moving with the frame index: content JPEG keeps to within a few levels."""
+    y, x = np.mgrid[0:height, 0:width]
+    frames = np.zeros((num_frames, height, width, 3), np.uint8)
+    for i in range(num_frames):
+        frames[i, ..., 0] = 150 * x // width + 6 * i  # at most 240 for 16 frames: no wrap-around edge
+        frames[i, ..., 1] = 150 * y // height + 4 * i
+        frames[i, ..., 2] = 60 + 10 * value
+    return frames
+
+
+def write_clip(path, num_frames=10, value=0, height=24, width=32):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return video.write_video(path, smooth_frames(num_frames, height, width, value), fps=15)
+
+
+def decode_jpegs(frames):
+    import tensorflow as tf
+
+    return np.stack([tf.io.decode_jpeg(f).numpy() for f in frames])
+
+
+def assert_close_pixels(a, b, mean=3.0):
+    difference = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    assert a.shape == b.shape and difference.mean() < mean, difference.mean()
+
+
+def build(builder_cls, manual_dir, data_dir, **kwargs):
+    builder = builder_cls(data_dir=str(data_dir), **kwargs)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    return builder
+
+
+# Breakfast ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def breakfast_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("breakfast") / "BreakfastII_15fps_qvga_sync"
+    files = [
+        "P03/cam01/P03_cereals.avi",
+        "P03/stereo/P03_cereals_ch0.avi",
+        "P03/stereo/P03_cereals_ch1.avi",
+        "P20/webcam01/P20_salat.avi",
+        "P20/stereo/P20_tea_ch1.avi",  # channel 0 missing: channel 1 is kept
+        "P42/cam02/P42_scrambledegg.avi",
+        "P47/cam01/P47_pancake.avi",
+        "P54/webcam02/P54_coffee.avi",
+    ]
+    for i, name in enumerate(files):
+        write_clip(root / name, num_frames=8 + i, value=i)
+    write_clip(root / "P01/cam01/P01_tea.avi")  # not one of the 52 actors
+    (root / "P03/cam01/P03_cereals.avi.labels").write_text("1-8 SIL\n")
+    (root / "P47/cam02").mkdir(parents=True)
+    (root / "P47/cam02/P47_juice.avi").write_bytes(b"RIFF....AVI broken")  # unreadable: skipped
+    actors = [
+        {"path": str(root / "P03/cam01/P03_cereals.avi"), "actor_square": [2, 3, 12], "fallback": False},
+        {"path": str(root / "P47/cam01/P47_pancake.avi"), "actor_square": [0, 0, 24], "fallback": True},
+    ]
+    for record in actors:
+        record["resolved_path"] = os.path.realpath(record["path"])
+    # detect-actors output, where the builder looks for it by default: manual_dir/actors.jsonl
+    (root.parent / "actors.jsonl").write_text("".join(json.dumps(r) + "\n" for r in actors))
+    return root
+
+
+def test_find_breakfast_videos_picks_one_stereo_channel(breakfast_dir):
+    records = breakfast.find_breakfast_videos(breakfast_dir)
+    by_id = {r.video_id: r for r in records}
+    assert sorted(by_id) == [
+        "P03/cam01/P03_cereals",
+        "P03/stereo/P03_cereals",
+        "P20/stereo/P20_tea",
+        "P20/webcam01/P20_salat",
+        "P42/cam02/P42_scrambledegg",
+        "P47/cam01/P47_pancake",
+        "P47/cam02/P47_juice",
+        "P54/webcam02/P54_coffee",
+    ]
+    assert by_id["P03/stereo/P03_cereals"].path.endswith("P03_cereals_ch0.avi")
+    assert by_id["P20/stereo/P20_tea"].path.endswith("P20_tea_ch1.avi")
+    assert by_id["P20/webcam01/P20_salat"].label == breakfast.LABELS.index("salat") == 6
+    assert by_id["P54/webcam02/P54_coffee"].label == 1
+
+
+def test_breakfast_split_configs():
+    assert breakfast.ACTORS[0] == "P03" and breakfast.ACTORS[-1] == "P54" and len(breakfast.ACTORS) == 52
+    paper = breakfast.PAPER_SPLITS
+    assert (len(paper["train"]), len(paper["validation"]), len(paper["test"])) == (39, 5, 8)
+    assert paper["train"] + paper["validation"] == breakfast.ACTORS[:44]  # first 44 actors
+    assert paper["test"] == breakfast.ACTORS[44:] == tuple(f"P{n}" for n in range(47, 55))
+    tests = {}
+    for config in breakfast.CONFIGS[1:]:
+        train, test = config.splits["train"], config.splits["test"]
+        assert len(test) == 13 and sorted(train + test) == list(breakfast.ACTORS)
+        tests[config.name] = (test[0], test[-1])
+    assert tests == {"s1": ("P03", "P15"), "s2": ("P16", "P28"), "s3": ("P29", "P41"), "s4": ("P42", "P54")}
+
+
+def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path):
+    builder = build(breakfast.Breakfast, breakfast_dir.parent, tmp_path / "tfds")
+    assert builder.builder_config.name == "paper"
+    assert builder.info.features["label"].names == list(breakfast.LABELS)
+    splits = {name: list(builder.as_dataset(split=name).as_numpy_iterator()) for name in ("train", "validation", "test")}
+    ids = {name: sorted(e["video_id"].decode() for e in examples) for name, examples in splits.items()}
+    assert ids == {
+        "train": ["P03/cam01/P03_cereals", "P03/stereo/P03_cereals", "P20/stereo/P20_tea", "P20/webcam01/P20_salat"],
+        "validation": ["P42/cam02/P42_scrambledegg"],
+        "test": ["P47/cam01/P47_pancake", "P54/webcam02/P54_coffee"],  # the broken P47 juice is left out
+    }
+    assert len(builder.skipped) == 1 and "P47_juice.avi" in builder.skipped[0]
+    examples = {e["video_id"].decode(): e for split in splits.values() for e in split}
+    cereals = examples["P03/cam01/P03_cereals"]
+    assert cereals["actor"] == b"P03" and cereals["camera"] == b"cam01"
+    assert cereals["has_actor"] and list(cereals["actor_square"]) == [2, 3, 12]
+    assert not examples["P47/cam01/P47_pancake"]["has_actor"]  # detection fell back to the full frame
+    assert not examples["P03/stereo/P03_cereals"]["has_actor"]  # no detection at all
+    tea = examples["P20/stereo/P20_tea"]
+    assert tea["file_name"] == b"BreakfastII_15fps_qvga_sync/P20/stereo/P20_tea_ch1.avi"
+    assert tea["label"] == breakfast.LABELS.index("tea")
+    path = breakfast_dir / "P20/stereo/P20_tea_ch1.avi"
+    assert (tea["num_frames"], tea["height"], tea["width"], tea["fps"]) == (12, 24, 32, 15.0)
+    assert tea["square_side"] == 24 and len(tea["frames"]) == 12
+    # Every frame stored: the JPEG of its central square.
+    assert_close_pixels(decode_jpegs(tea["frames"]), central_square_crop(video.read_frames(path)))
+
+    # The pipeline reads the TFDS split exactly like the files themselves.
+    train = builder.as_dataset(split="train", shuffle_files=False)
+    def evaluation_batches(videos):  # 4 videos in batches of 3: the second batch ends in padding
+        dataset = pipeline.evaluation_dataset(
+            videos, batch_size=3, num_timesteps=T, timestep_length=L, size=SIZE, dtype="uint8", shard=None
+        )
+        return {k: np.concatenate([b[k] for b in dataset.as_numpy_iterator()]) for k in ("frames", "label", "video_id", "mask")}
+
+    batch = evaluation_batches(pipeline.tfds_videos(train))
+    records = [
+        VideoRecord(
+            e["video_id"].decode(), str(breakfast_dir.parent / e["file_name"].decode()), int(e["label"]),
+            tuple(e["actor_square"]) if e["has_actor"] else None,
+        )
+        for e in train.as_numpy_iterator()
+    ]
+    expected = evaluation_batches(records)
+    # Same frames, regions and order; only JPEG's small loss differs.
+    assert_close_pixels(batch["frames"], expected["frames"])
+    np.testing.assert_array_equal(batch["video_id"], expected["video_id"])
+    np.testing.assert_array_equal(batch["label"], expected["label"])
+    np.testing.assert_array_equal(batch["mask"], [1, 1, 1, 1, 0, 0])
+    assert batch["video_id"][-1] == b"<padding>" and (batch["frames"][-1] == 0).all()
+
+    # Training from TFDS: one region per video, drawn like the file pipeline draws it.
+    settings = dict(epoch=2, seed=4, batch_size=2, num_timesteps=T, timestep_length=L, size=SIZE,
+                    dtype="uint8", shard=None)
+    from_tfds = list(pipeline.training_dataset(pipeline.tfds_videos(train), **settings).as_numpy_iterator())
+    from_files = list(pipeline.training_dataset(records, **settings).as_numpy_iterator())
+    flatten = lambda out: {  # noqa: E731
+        v.decode(): (f, r) for b in out for v, f, r in zip(b["video_id"], b["frames"], b["region"])
+    }
+    tfds_elements, file_elements = flatten(from_tfds), flatten(from_files)
+    assert len(tfds_elements) == len(file_elements) == 4
+    for video_id, (frames, region) in tfds_elements.items():
+        assert region == pipeline.choose_region(4, 2, video_id, 11) == file_elements[video_id][1]
+        assert_close_pixels(frames, file_elements[video_id][0])
+
+
+# video_folder ---------------------------------------------------------------------------------
+
+
+def test_folder_layouts(tmp_path):
+    classes = tmp_path / "classes"
+    write_clip(classes / "waving/a.mp4")
+    write_clip(classes / "jumping/sub/b.avi", value=1)
+    (classes / "jumping/readme.txt").write_text("not a video")
+    records, names = records_from_folder(classes)
+    assert names == ["jumping", "waving"]
+    assert [(r.video_id, r.label) for r in records] == [("jumping/sub/b", 0), ("waving/a", 1)]
+
+    splits = tmp_path / "splits"
+    write_clip(splits / "train/waving/a.mkv")
+    write_clip(splits / "test/jumping/b.mkv", value=1)
+    records, names = _folder_records(splits)
+    assert names == ["jumping", "waving"]
+    assert [(r.video_id, r.label, r.split) for r in records] == [("jumping/b", 0, "test"), ("waving/a", 1, "train")]
+
+
+def test_video_folder_builder_from_class_folders(tmp_path):
+    manual = tmp_path / "manual"
+    write_clip(manual / "waving/a.mkv", num_frames=9)
+    write_clip(manual / "waving/b.mkv", num_frames=11, value=1)
+    write_clip(manual / "jumping/c.mkv", num_frames=7, value=2)
+    builder = build(VideoFolder, manual, tmp_path / "tfds")
+    assert builder.info.features["label"].names == ["jumping", "waving"]
+    examples = {e["video_id"].decode(): e for e in builder.as_dataset(split="train").as_numpy_iterator()}
+    assert {k: (int(v["label"]), int(v["num_frames"])) for k, v in examples.items()} == {
+        "waving/a": (1, 9),
+        "waving/b": (1, 11),
+        "jumping/c": (0, 7),
+    }
+    stored = decode_jpegs(examples["jumping/c"]["frames"])
+    assert_close_pixels(stored, central_square_crop(video.read_frames(manual / "jumping/c.mkv")))
+
+
+def test_large_frames_are_stored_shrunk_with_their_actor_square(tmp_path):
+    manual = tmp_path / "manual"
+    big = write_clip(manual / "dancing/big.mkv", num_frames=3, height=300, width=400)
+    actors_file = tmp_path / "actors.jsonl"
+    actors_file.write_text(json.dumps({"path": str(big), "actor_square": [30, 60, 150], "fallback": False}) + "\n")
+    builder = build(VideoFolder, manual, tmp_path / "tfds", actors_file=actors_file)
+    (example,) = builder.as_dataset(split="train").as_numpy_iterator()
+    assert (example["height"], example["width"], example["square_side"]) == (300, 400, MAX_SQUARE_SIDE)
+    # 256 / 300 of (30, 60, 150) = (25.6, 51.2, 128) -> rounded half up.
+    assert list(example["actor_square"]) == [26, 51, 128]
+    frames = decode_jpegs(example["frames"])
+    expected = resize_square(central_square_crop(video.read_frames(big)), MAX_SQUARE_SIDE, output="uint8")
+    assert frames.shape == (3, 256, 256, 3)
+    assert_close_pixels(frames, expected)
+
+
+def test_video_folder_builder_from_csv(tmp_path):
+    manual = tmp_path / "manual"
+    write_clip(manual / "clips/one.mkv")
+    write_clip(manual / "clips/two.mkv", value=1)
+    write_clip(manual / "clips/three.mkv", value=2)
+    (manual / "videos.csv").write_text(
+        "path,label,split\nclips/one.mkv,stir,train\nclips/two.mkv,pour,train\nclips/three.mkv,stir,test\n"
+    )
+    records, names = records_from_csv(manual / "videos.csv")
+    assert names == ["pour", "stir"] and [r.split for r in records] == ["train", "train", "test"]
+    actors = [{"path": str(manual / "clips/two.mkv"), "actor_square": [1, 2, 10], "fallback": False}]
+    actors_file = tmp_path / "actors.jsonl"
+    actors_file.write_text(json.dumps(actors[0]) + "\n")
+    builder = build(VideoFolder, manual, tmp_path / "tfds", actors_file=actors_file)
+    train = {e["video_id"].decode(): e for e in builder.as_dataset(split="train").as_numpy_iterator()}
+    test = {e["video_id"].decode(): e for e in builder.as_dataset(split="test").as_numpy_iterator()}
+    assert sorted(train) == ["clips/one", "clips/two"] and list(test) == ["clips/three"]
+    assert int(train["clips/two"]["label"]) == 0 and int(test["clips/three"]["label"]) == 1
+    assert train["clips/two"]["has_actor"] and list(train["clips/two"]["actor_square"]) == [1, 2, 10]
+    assert not train["clips/one"]["has_actor"]
