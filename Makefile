@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[detect,dev]"
 	touch $(STAMP)
 
+# The demo uses a local YOLO checkpoint when one is at hand (the project's test input), else the
+# default yolo11n.pt, which Ultralytics fetches when online.
+DEMO_DETECTOR ?= $(wildcard ../shared/weights/yolo11n-pose.pt)
+
 demo: install
-	$(BIN)/rajax demo
+	$(BIN)/rajax demo $(if $(DEMO_DETECTOR),--detector-weights $(DEMO_DETECTOR))
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests

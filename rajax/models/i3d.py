@@ -113,7 +113,64 @@ def max_pool_same(x: jax.Array, window: Sequence[int], strides: Sequence[int]) -
     )
 
 
-def conv3d_same(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
+# How 3D convolutions are computed: "native" (one 3D convolution), "as_2d" (2D convolutions over
+# batch x time frames, see conv3d_same_as_2d) or "auto" (as_2d on a CPU, native elsewhere).
+CONV_IMPLS = ("auto", "native", "as_2d")
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding (before, after); the odd cell goes after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv3d_same_as_2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
+    """The 'SAME' 3D convolution computed with 2D convolutions over (batch x time) frames.
+
+    XLA:CPU runs 2D convolutions through its optimised Eigen kernels and 3D ones several times
+    more slowly (the 7x7x7 stride-2 stem 6-8x), so on a CPU this form is much faster; the result
+    is the same up to float rounding. Few input channels (the RGB stem): the temporal taps are
+    stacked on channels, one 2D convolution contracting over kt x kh x kw x C_in. Otherwise: one
+    2D convolution per temporal tap, summed (no kt-fold copy of a wide input kept for training).
+    """
+    kt, kh, kw, in_channels, out_channels = kernel.shape
+    batch, frames, height, width, _ = x.shape
+    st = strides[0]
+    out_frames = -(-frames // st)
+    spatial_pads = [_same_padding(height, kh, strides[1]), _same_padding(width, kw, strides[2])]
+    padded = jnp.pad(x, ((0, 0), _same_padding(frames, kt, st), (0, 0), (0, 0), (0, 0)))
+    # taps[i]: for every output frame, the input frame that temporal tap i of the kernel sees.
+    taps = [padded[:, i : i + st * (out_frames - 1) + 1 : st] for i in range(kt)]
+
+    def conv2d(frames_: jax.Array, kernel_2d: jax.Array) -> jax.Array:
+        return lax.conv_general_dilated(
+            frames_.reshape(batch * out_frames, height, width, frames_.shape[-1]),
+            kernel_2d,
+            window_strides=tuple(strides[1:]),
+            padding=spatial_pads,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+
+    if in_channels * kt <= 64:
+        stacked = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * in_channels, out_channels)
+        y = conv2d(jnp.concatenate(taps, axis=-1), stacked)
+    else:
+        y = conv2d(taps[0], kernel[0])
+        for i in range(1, kt):
+            y = y + conv2d(taps[i], kernel[i])
+    return y.reshape(batch, out_frames, *y.shape[1:])
+
+
+def conv3d_same(
+    x: jax.Array, kernel: jax.Array, strides: Sequence[int], impl: str = "native"
+) -> jax.Array:
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = "as_2d" if jax.default_backend() == "cpu" else "native"
+    # 1x1x1 convolutions are matrix products that every backend already runs well.
+    if impl == "as_2d" and (kernel.shape[:3] != (1, 1, 1) or tuple(strides) != (1, 1, 1)):
+        return conv3d_same_as_2d(x, kernel, strides)
     return lax.conv_general_dilated(
         x,
         kernel,
@@ -142,6 +199,7 @@ class Unit3D(nn.Module):
     train_batch_norm: bool = True
     fold_batch_norm: bool = False
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     def setup(self):
         self.kernel = self.param(
@@ -197,7 +255,7 @@ class Unit3D(nn.Module):
 
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         kernel = self.conv_kernel(train).astype(self.dtype)
-        y = conv3d_same(x.astype(self.dtype), kernel, self.strides)
+        y = conv3d_same(x.astype(self.dtype), kernel, self.strides, self.conv_impl)
         return self.after_conv(y, train)
 
 
@@ -258,7 +316,7 @@ class InceptionBlock(nn.Module):
             units = [branch.unit(0) for branch in branches]
             kernel = jnp.concatenate([u.conv_kernel(train) for u in units], axis=-1)
             dtype = units[0].dtype
-            fused = conv3d_same(x.astype(dtype), kernel.astype(dtype), (1, 1, 1))
+            fused = conv3d_same(x.astype(dtype), kernel.astype(dtype), (1, 1, 1), units[0].conv_impl)
             splits = jnp.split(fused, [self.channels[0], self.channels[0] + self.channels[1]], -1)
             first_outputs = [u.after_conv(y, train) for u, y in zip(units, splits)]
             outputs = [
@@ -313,7 +371,9 @@ class InceptionI3d(nn.Module):
     float32); ``width_multiplier`` < 1 gives thin variants for tests; ``batch_norm_train_blocks``
     names the endpoints whose BatchNorm uses batch statistics when ``train`` is true (None: all, as
     in the original; frozen blocks should keep their moving averages); ``remat_blocks`` names the
-    blocks recomputed in the backward pass instead of stored (gradient checkpointing).
+    blocks recomputed in the backward pass instead of stored (gradient checkpointing);
+    ``conv_impl`` chooses how 3D convolutions are computed (``CONV_IMPLS``; the default ``'auto'``
+    uses 2D convolutions on a CPU, where XLA's 3D convolutions are slow, and native ones elsewhere).
     """
 
     num_classes: int = 400
@@ -325,11 +385,13 @@ class InceptionI3d(nn.Module):
     fold_batch_norm: bool = False
     batch_norm_train_blocks: tuple[str, ...] | None = None
     remat_blocks: tuple[str, ...] = ()
+    conv_impl: str = "auto"
 
     def _unit_options(self, endpoint: str) -> dict:
         train_bn = self.batch_norm_train_blocks is None or endpoint in self.batch_norm_train_blocks
         return dict(
-            train_batch_norm=train_bn, fold_batch_norm=self.fold_batch_norm, dtype=self.dtype
+            train_batch_norm=train_bn, fold_batch_norm=self.fold_batch_norm, dtype=self.dtype,
+            conv_impl=self.conv_impl,
         )
 
     @nn.compact
