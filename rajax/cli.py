@@ -29,22 +29,14 @@ COMMANDS = {
 }
 
 
-def _available_commands():
-    for name, module_name in COMMANDS.items():
-        try:
-            yield name, importlib.import_module(f"rajax.commands.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"rajax.commands.{module_name}":
-                raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rajax",
         description="Actor-focused Region Attention for long-term activity recognition (JAX/Flax).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in _available_commands():
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"rajax.commands.{module_name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)

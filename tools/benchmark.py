@@ -21,10 +21,9 @@ What it measures (on whatever backend JAX finds; PyTorch on the matching device)
   effects on the forward pass (each in its own process: flags are read once).
 
 rajax variants (RAJAX_VARIANTS, TRAIN_VARIANTS): the model's options (fuse_1x1, fold_batch_norm,
-remat, bfloat16, buffer donation) and the convolution: 'native' (one XLA 3D convolution per layer)
-or 'as_2d' (conv3d_same_as_2d: 2D convolutions over batch x time, several times faster on
-XLA:CPU). Where InceptionI3d has a ``conv_impl`` option the benchmark uses it, else it swaps
-rajax.models.i3d.conv3d_same while tracing.
+remat, bfloat16, buffer donation) and the convolution, InceptionI3d's ``conv_impl``: 'native' (one
+XLA 3D convolution per layer) or 'as_2d' (rajax.models.i3d.conv3d_same_as_2d: 2D convolutions over
+batch x time, several times faster on XLA:CPU); always explicit, never the model's 'auto'.
 
 Contenders are timed round-robin (one call each, repeated), so load from other processes on a
 shared machine hits them alike; medians after warm-up, with min/max. Every rajax contender's
@@ -64,7 +63,7 @@ import torch  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from rajax.reference.architecture import avg_pool_kernel  # noqa: E402  (pure Python)
+from rajax.reference.architecture import avg_pool_kernel  # noqa: E402  (imports JAX, not TF)
 
 SHARED = PROJECT_ROOT.parent / "shared"
 DEFAULT_VIDEO = SHARED / "data/dancer/dancer.avi"
@@ -198,107 +197,24 @@ def measured_matmul_peak(dtype_name: str, on_gpu: bool) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# A candidate convolution for XLA:CPU, measured here before it goes into rajax.models.i3d
-
-
-def conv3d_same_as_2d(x, kernel, strides):
-    """TF-'SAME' 3D convolution computed with 2D convolutions over (batch x time) frames.
-
-    Equal to ``lax.conv_general_dilated(x, kernel, strides, 'SAME', NDHWC/DHWIO)`` up to float
-    rounding, but XLA:CPU runs 2D convolutions through its optimised Eigen kernels and 3D ones
-    several times more slowly (the 7x7x7 stride-2 stem most of all: 6-8x). Two forms:
-
-    * few input channels (the RGB stem): the kt temporal taps are stacked on channels, so one
-      2D convolution contracts over kt x kh x kw x C_in (a GEMM deep enough to run fast);
-    * otherwise: one 2D convolution per temporal tap, summed (no kt-fold copy of a wide input,
-      which matters for the activations a training step keeps).
-
-    1x1x1 convolutions keep the 3D form, which XLA:CPU already runs as a matrix product.
-    """
-    from jax import lax
-
-    import jax.numpy as jnp
-    from rajax.reference.architecture import same_padding
-
-    kt, kh, kw, in_channels, out_channels = kernel.shape
-    if (kt, kh, kw) == (1, 1, 1) and tuple(strides) == (1, 1, 1):
-        return lax.conv_general_dilated(
-            x, kernel, (1, 1, 1), "SAME", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
-        )
-    batch, frames, height, width, _ = x.shape
-    st = strides[0]
-    out_frames = -(-frames // st)
-    spatial_pads = [same_padding(height, kh, strides[1]), same_padding(width, kw, strides[2])]
-    padded = jnp.pad(x, ((0, 0), same_padding(frames, kt, st), (0, 0), (0, 0), (0, 0)))
-    # taps[i]: for every output frame, the input frame that temporal tap i of the kernel sees.
-    taps = [padded[:, i : i + st * (out_frames - 1) + 1 : st] for i in range(kt)]
-
-    def conv2d(frames_, kernel_2d):
-        return lax.conv_general_dilated(
-            frames_.reshape(batch * out_frames, height, width, frames_.shape[-1]),
-            kernel_2d,
-            tuple(strides[1:]),
-            spatial_pads,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-
-    if in_channels * kt <= 64:
-        stacked_kernel = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * in_channels, out_channels)
-        y = conv2d(jnp.concatenate(taps, axis=-1), stacked_kernel)
-    else:
-        y = conv2d(taps[0], kernel[0])
-        for i in range(1, kt):
-            y = y + conv2d(taps[i], kernel[i])
-    return y.reshape(batch, out_frames, *y.shape[1:])
-
-
-@contextlib.contextmanager
-def _patched_conv(kind: str):
-    """For an InceptionI3d without ``conv_impl``: swaps the module's convolution while tracing."""
-    import rajax.models.i3d as i3d
-
-    original = i3d.conv3d_same
-    if kind == "as_2d":
-        i3d.conv3d_same = conv3d_same_as_2d
-    try:
-        yield
-    finally:
-        i3d.conv3d_same = original
-
-
-def conv_choice(kind: str) -> tuple[dict, Callable[[], contextlib.AbstractContextManager]]:
-    """(InceptionI3d options, context to trace in) that make the model use convolution `kind`.
-
-    'native': one 3D convolution per layer; 'as_2d': conv3d_same_as_2d. Uses the model's own
-    ``conv_impl`` option where it has one, else patches the module function during tracing.
-    """
-    from rajax.models.i3d import InceptionI3d
-
-    if kind not in ("native", "as_2d"):
-        raise ValueError(f"unknown convolution {kind!r}")
-    if "conv_impl" in InceptionI3d.__dataclass_fields__:
-        return {"conv_impl": kind}, contextlib.nullcontext
-    return {}, functools.partial(_patched_conv, kind)
-
-
-# ---------------------------------------------------------------------------------------------
 # rajax contenders
 
-# name -> InceptionI3d options; 'conv' selects the convolution (see conv_choice; default native).
-# The names end up in the JSON.
+# name -> InceptionI3d options (conv_impl 'native' unless a variant says otherwise: see
+# model_options). The names end up in the JSON.
 RAJAX_VARIANTS = {
     "plain": {},
     "fuse_1x1": {"fuse_1x1": True},
     "fold_bn": {"fold_batch_norm": True},
     "fuse_1x1+fold_bn": {"fuse_1x1": True, "fold_batch_norm": True},
-    "as_2d": {"conv": "as_2d"},
-    "as_2d+fuse_1x1+fold_bn": {"conv": "as_2d", "fuse_1x1": True, "fold_batch_norm": True},
+    "as_2d": {"conv_impl": "as_2d"},
+    "as_2d+fuse_1x1+fold_bn": {"conv_impl": "as_2d", "fuse_1x1": True, "fold_batch_norm": True},
 }
 
 
-def _split_options(options: dict) -> tuple[str, dict]:
-    options = dict(options)
-    return options.pop("conv", "native"), options
+def model_options(variant: str) -> dict:
+    """InceptionI3d options of a forward variant. The convolution is always explicit: the
+    model's default conv_impl='auto' would pick as_2d on a CPU and make 'plain' time as_2d."""
+    return {"conv_impl": "native"} | RAJAX_VARIANTS[variant]
 
 
 def rajax_forward(variant: str, dtype_name: str):
@@ -308,14 +224,11 @@ def rajax_forward(variant: str, dtype_name: str):
 
     from rajax.models.i3d import InceptionI3d
 
-    conv, options = _split_options(RAJAX_VARIANTS[variant])
-    conv_options, tracing = conv_choice(conv)
     dtype = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
-    model = InceptionI3d(num_classes=400, dtype=dtype, **options, **conv_options)
+    model = InceptionI3d(num_classes=400, dtype=dtype, **model_options(variant))
 
     def features(variables, clips):
-        with tracing():  # active while jit traces, which is when it matters
-            return model.apply(variables, clips, train=False, output="features")
+        return model.apply(variables, clips, train=False, output="features")
 
     return jax.jit(features)
 
@@ -328,7 +241,7 @@ def rajax_variants_available() -> dict[str, dict]:
     return {
         name: options
         for name, options in RAJAX_VARIANTS.items()
-        if set(_split_options(options)[1]) <= fields
+        if set(options) <= fields
     }
 
 
@@ -490,14 +403,13 @@ def rajax_train_step(variables, dtype_name: str, remat: bool, conv: str, donate:
     from rajax.models.i3d import FINE_TUNED_BLOCKS, InceptionI3d
 
     dtype = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
-    conv_options, tracing = conv_choice(conv)
     model = InceptionI3d(
         num_classes=FINE_TUNED_CLASSES,
         dtype=dtype,
         batch_norm_train_blocks=FINE_TUNED_BLOCKS,
         remat_blocks=FINE_TUNED_BLOCKS if remat else (),
         fuse_1x1=fuse_1x1,
-        **conv_options,
+        conv_impl=conv,
     )
     trainable = FINE_TUNED_BLOCKS + ("Logits",)
     rng = np.random.default_rng(1)
@@ -516,11 +428,10 @@ def rajax_train_step(variables, dtype_name: str, remat: bool, conv: str, donate:
     }
 
     def loss_fn(train_params, frozen_params, batch_stats, clips, labels):
-        with tracing():  # active while jit traces
-            logits, updates = model.apply(
-                {"params": train_params | frozen_params, "batch_stats": batch_stats},
-                clips, train=True, output="logits", mutable=["batch_stats"],
-            )
+        logits, updates = model.apply(
+            {"params": train_params | frozen_params, "batch_stats": batch_stats},
+            clips, train=True, output="logits", mutable=["batch_stats"],
+        )
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, updates["batch_stats"]
 
@@ -739,14 +650,11 @@ def bench_video(args, variables, torch_model, on_gpu) -> dict:
     )  # [R, N, size, size, 3] uint8; without a detection file the actor region is the full square
     decode_s = time.perf_counter() - start
 
-    conv, options = _split_options(RAJAX_VARIANTS[args.video_variant])
-    conv_options, tracing = conv_choice(conv)
-    model = InceptionI3d(num_classes=400, **options, **conv_options)
+    model = InceptionI3d(num_classes=400, **model_options(args.video_variant))
 
     def features(variables, region_pixels):
         clips = region_pixels[None].astype(jnp.float32) / 127.5 - 1.0
-        with tracing():  # active while jit traces
-            return model.apply(variables, clips, train=False, output="features")
+        return model.apply(variables, clips, train=False, output="features")
 
     start = time.perf_counter()
     region_shape = jax.ShapeDtypeStruct(pixels.shape[1:], jnp.uint8)

@@ -1,9 +1,11 @@
 """DeepMind's InceptionI3d as data, and its multiply-accumulate count at a given input size.
 
-Pure Python (no framework) so that the benchmark can count the work of the network it times
-without building it, and the tests can check this count against the shapes a real forward
-pass produces. Layer sizes are those of Carreira & Zisserman (CVPR 2017), Inception-v1
-inflated to 3D; the padding rule is TensorFlow's 'SAME' (output size = ceil(input / stride)).
+The layer table and the counts are plain Python, so that the benchmark can count the work of the
+network it times without building it, and the tests can check this count against the shapes a
+real forward pass produces. The Inception channel table and the fine-tuned blocks come from
+rajax.models.i3d (so importing this module imports JAX, though nothing here runs it). Layer sizes
+are those of Carreira & Zisserman (CVPR 2017), Inception-v1 inflated to 3D; the padding rule is
+TensorFlow's 'SAME' (output size = ceil(input / stride)).
 """
 
 from __future__ import annotations
@@ -11,22 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Output channels of the six convolutions of an Inception block, in the order
-# (Branch_0 1x1, Branch_1 1x1, Branch_1 3x3, Branch_2 1x1, Branch_2 3x3, Branch_3 1x1 after the pool).
-INCEPTION_CHANNELS: dict[str, tuple[int, int, int, int, int, int]] = {
-    "Mixed_3b": (64, 96, 128, 16, 32, 32),
-    "Mixed_3c": (128, 128, 192, 32, 96, 64),
-    "Mixed_4b": (192, 96, 208, 16, 48, 64),
-    "Mixed_4c": (160, 112, 224, 24, 64, 64),
-    "Mixed_4d": (128, 128, 256, 24, 64, 64),
-    "Mixed_4e": (112, 144, 288, 32, 64, 64),
-    "Mixed_4f": (256, 160, 320, 32, 128, 128),
-    "Mixed_5b": (256, 160, 320, 32, 128, 128),
-    "Mixed_5c": (384, 192, 384, 48, 128, 128),
-}
+# The model's own tables, so that the network counted is the network that runs. INCEPTION_CHANNELS:
+# per block, the output channels of Branch_0 1x1, Branch_1 1x1 -> 3x3, Branch_2 1x1 -> 3x3 and
+# Branch_3 1x1 after the pool.
+from rajax.models.i3d import FINE_TUNED_BLOCKS, INCEPTION_CHANNELS
 
 # The blocks the stage-1 fine-tuning trains (METHOD.md); everything before them is frozen.
-TRAINABLE_BLOCKS = ("Mixed_4f", "Mixed_5b", "Mixed_5c")
+TRAINABLE_BLOCKS = FINE_TUNED_BLOCKS
 
 
 @dataclass(frozen=True)
