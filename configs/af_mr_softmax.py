@@ -1,0 +1,12 @@
+"""Beyond the paper: AF MR I3D features + multi-head softmax attention pooling.
+
+No paper number.
+"""
+
+from configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.head.name = "softmax_attention"
+    return config

@@ -1,0 +1,14 @@
+"""Multi-Regional I3D without Actor Focus (R = 10: full frame and 3x3 grid), alone.
+
+Paper: 81.02 % (Table 3). `rajax evaluate mr_i3d --stage finetune`.
+"""
+
+from configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.data.regions = base.ALL_REGIONS[:-1]
+    config.finetune.regions = base.ALL_REGIONS[:-1]
+    config.stage = "finetune"
+    return config

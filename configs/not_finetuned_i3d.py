@@ -1,0 +1,13 @@
+"""Kinetics-400 I3D not fine-tuned, alone: a linear classifier on its full-frame features.
+
+Paper: 58.88 % (Tables 2 and 3). Stages 2 and 3 only.
+"""
+
+from configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.backbone.finetuned = False
+    config.head.name = "single_region"
+    return config

@@ -1,0 +1,48 @@
+"""``rajax extract CONFIG --workdir DIR``: stage 2, the features of every region of every video.
+
+Reads the fine-tuned backbone from ``DIR/finetune/backbone`` (or the Kinetics-400 I3D with
+``--config.backbone.finetuned=false``) and writes the feature store ``DIR/features`` (or
+``config.data.features_dir``). Rerunning resumes: videos already stored are skipped.
+"""
+
+from __future__ import annotations
+
+from rajax.train.config import add_override_arguments
+
+HELP = "extract per-region I3D features of every video into the feature store (stage 2)"
+
+
+def add_arguments(parser) -> None:
+    parser.usage = f"rajax {parser.prog.split()[-1]} CONFIG --workdir DIR [options] [--config.KEY VALUE ...]"
+    parser.add_argument("config", help="config file (configs/NAME.py) or experiment name")
+    parser.add_argument("--workdir", required=True, help="experiment directory")
+    parser.add_argument("--split", action="append", dest="splits", metavar="SPLIT",
+                        help="split to extract (repeatable; default: train, validation and test)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_override_arguments(parser)
+
+
+def run(args) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tf.data feeds the batches; keep its logs quiet
+    from rajax.train.config import config_from_args
+
+    config = config_from_args(args)
+    from rajax.train import distributed
+
+    distributed.initialize(config)
+    from pathlib import Path
+
+    from rajax.train import extraction
+    from rajax.train.config import write_config_json
+
+    import jax
+
+    if jax.process_index() == 0:
+        write_config_json(config, Path(args.workdir) / "config.json")
+    summary = extraction.extract(config, args.workdir, args.splits, progress=not args.no_progress)
+    if jax.process_index() == 0:
+        print(f"{summary['written']} video(s) written to {summary['store']} "
+              f"({summary['already_done']} already there, {summary['skipped_videos']} unreadable, skipped)")
+    return 0

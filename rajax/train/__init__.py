@@ -1,0 +1,12 @@
+"""Training rajax: the stages of the method and the loop they share.
+
+- ``config``: experiment configs (``configs/*.py``), ``--config.x=y`` overrides, config.json.
+- ``steps``: pure, pmapped ``train_step`` / ``eval_step``, parameter freezing, the optimizer.
+- ``trainer``: the training loop (resume, checkpoints, metrics, validation, final test).
+- ``checkpoints``, ``metrics``, ``evaluation``: Orbax checkpoints, metric logs, evaluation reports.
+- ``backbone``: I3D in the stages (fine-tuning model, feature extraction, end-to-end model).
+- ``stages``: a config and a work directory -> each stage's model and data; ``train``, ``evaluate``.
+- ``extraction``: stage 2, features into the feature store.
+- ``inference``: one video through a trained run (``rajax predict``).
+- ``distributed``: multi-host set-up.
+"""

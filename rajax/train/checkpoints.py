@@ -1,0 +1,137 @@
+"""Orbax checkpoints of a training run: the latest ones (to resume) and the best on validation.
+
+A run directory holds two Orbax ``CheckpointManager`` folders:
+
+- ``checkpoints/<step>/``: saved every ``config.checkpoint.every_steps`` steps and at the end of
+  every epoch; the newest ``config.checkpoint.keep`` are kept. A killed run resumes from the newest.
+- ``best/<step>/``: the state with the best validation accuracy so far (ties: lower validation
+  loss); one is kept. Evaluation and later stages read this one.
+
+Each step folder has two items: ``state`` (the ``TrainState`` as a tree of arrays) and ``meta``
+(JSON: epoch, position in the epoch, best validation result so far, the validation metrics).
+Orbax writes a step into a temporary folder and renames it when complete, so a kill during a save
+leaves the previous checkpoints intact and the half-written one is ignored (and cleaned up).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from rajax.errors import RajaxError
+
+LATEST_DIR = "checkpoints"
+BEST_DIR = "best"
+
+
+def make_manager(directory: str | os.PathLike, keep: int) -> ocp.CheckpointManager:
+    """A manager keeping the newest ``keep`` checkpoints of ``directory`` (synchronous saves).
+
+    Saves are synchronous: a step returns once its checkpoint is on disk, which is what makes "the
+    last good checkpoint" well defined when a run stops on a NaN or is killed.
+    """
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=checkpoint_managers.LatestN(n=keep),
+        enable_async_checkpointing=False,
+        create=True,
+        cleanup_tmp_directories=True,  # what a killed save left behind
+    )
+    return ocp.CheckpointManager(Path(directory).resolve(), options=options, item_names=("state", "meta"))
+
+
+def run_managers(run_dir: str | os.PathLike, keep: int) -> tuple[ocp.CheckpointManager, ocp.CheckpointManager]:
+    """(latest, best) managers of a run directory."""
+    run_dir = Path(run_dir)
+    return make_manager(run_dir / LATEST_DIR, keep), make_manager(run_dir / BEST_DIR, 1)
+
+
+def state_to_tree(state) -> dict:
+    """A TrainState as nested dicts of host arrays (what Orbax stores)."""
+    return jax.device_get(flax.serialization.to_state_dict(state))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, meta: dict[str, Any]) -> bool:
+    """Saves (host) ``state`` and ``meta`` as ``step``; False if that step is already there.
+
+    A step already saved is never overwritten: a resumed run that redoes the steps after its last
+    checkpoint reaches the very same state, so the existing one is kept as is.
+    """
+    if step in manager.all_steps():
+        return False
+    manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state_to_tree(state)), meta=ocp.args.JsonSave(meta)
+        ),
+        force=True,
+    )
+    manager.wait_until_finished()
+    return True
+
+
+def restore(manager: ocp.CheckpointManager, target_state, step: int | None = None):
+    """``(state, meta)`` of ``step`` (default: newest), shaped like ``target_state``; None if empty.
+
+    ``target_state`` is a TrainState of host arrays (or ShapeDtypeStructs) with the structure to
+    fill; arrays come back as numpy on the host.
+    """
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        return None
+    template = jax.tree.map(_as_restore_template, state_to_tree(target_state))
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()
+            ),
+        )
+    except Exception as error:  # orbax raises many kinds; all mean the same to the user
+        raise RajaxError(
+            f"{manager.directory}/{step}: cannot restore the checkpoint into this model "
+            f"({type(error).__name__}: {error}); was it written with a different config?"
+        ) from error
+    state = flax.serialization.from_state_dict(target_state, restored["state"])
+    state = jax.tree.map(np.asarray, state)
+    return state, dict(restored["meta"])
+
+
+def _as_restore_template(x):
+    x = np.asarray(x) if not isinstance(x, jax.ShapeDtypeStruct) else x
+    return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+
+def saved_steps(directory: str | os.PathLike) -> list[int]:
+    """Steps saved completely under ``directory`` (Orbax renames a step folder to its bare number
+    once it is complete), oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def latest_step(run_dir: str | os.PathLike, which: str = BEST_DIR) -> int | None:
+    """Newest step under ``run_dir/which`` (``best`` or ``checkpoints``), None if there is none."""
+    steps = saved_steps(Path(run_dir) / which)
+    return steps[-1] if steps else None
+
+
+def restore_tree(directory: str | os.PathLike, step: int | None = None) -> dict:
+    """The stored state of ``directory`` (a ``checkpoints`` or ``best`` folder) as nested dicts.
+
+    For readers that only need some arrays (the params of a head, of a backbone) and do not
+    rebuild the optimizer the state was trained with.
+    """
+    steps = saved_steps(directory)
+    step = (steps[-1] if steps else None) if step is None else step
+    if step is None or step not in steps:
+        raise RajaxError(f"{directory}: no checkpoint" + (f" for step {step}" if step is not None else ""))
+    restored = ocp.StandardCheckpointer().restore(Path(directory).resolve() / str(step) / "state")
+    return jax.device_get(restored)

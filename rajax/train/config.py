@@ -1,0 +1,194 @@
+"""Experiment configs: loading ``configs/*.py``, ``--config.x=y`` overrides, saving config.json.
+
+A config file defines ``get_config()`` returning a locked ``ml_collections.ConfigDict``; every
+experiment imports ``configs/base.py`` and changes values only, so every config has the base's
+keys. That is what lets the command line offer one ``--config.KEY VALUE`` option per key of the
+base config (``add_override_arguments``), checked by argparse like any other option, and converted
+to the type of the field it replaces (``apply_overrides``).
+
+This module imports only ml_collections: the CLI builds its parser from it.
+"""
+
+from __future__ import annotations
+
+import ast
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rajax.errors import RajaxError
+
+OVERRIDE_PREFIX = "config."
+# configs/ lives beside the package in the source tree (editable installs and CI).
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """``configs/x.py``, any path to a config file, or just the experiment name ``x``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path.resolve()
+    candidate = CONFIGS_DIR / f"{path.name.removesuffix('.py')}.py"
+    if path.suffix != ".py" and path.parent == Path(".") and candidate.is_file():
+        return candidate
+    raise RajaxError(f"{name_or_path}: no such config file (give a path, or a name from {CONFIGS_DIR})")
+
+
+def load_config(name_or_path: str | os.PathLike):
+    """Runs ``get_config()`` of a config file; configs import each other as ``configs.<name>``."""
+    path = resolve_config_path(name_or_path)
+    # `from configs import base` in a config file needs the folder holding configs/ importable.
+    root = str(path.parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module_name = f"_rajax_config_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise RajaxError(f"{path}: a config file must define get_config()")
+        config = module.get_config()
+    except RajaxError:
+        raise
+    except Exception as error:
+        raise RajaxError(f"{path}: cannot load the config ({type(error).__name__}: {error})") from error
+    if not getattr(config, "is_locked", False):
+        raise RajaxError(f"{path}: get_config() must return a locked ConfigDict (call config.lock())")
+    return config
+
+
+def flatten_config(config, prefix: str = "") -> dict[str, Any]:
+    """{'a.b': value} for every leaf of a (nested) ConfigDict."""
+    import ml_collections
+
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            flat.update(flatten_config(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_differences(config, reference) -> dict[str, tuple[Any, Any]]:
+    """{'a.b': (reference value, config value)} wherever the two differ."""
+    mine, theirs = flatten_config(config), flatten_config(reference)
+    keys = sorted(set(mine) | set(theirs))
+    return {k: (theirs.get(k), mine.get(k)) for k in keys if mine.get(k) != theirs.get(k)}
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_value(text: str, current: Any, key: str = "?") -> Any:
+    """``text`` from the command line as a value of the type of ``current``.
+
+    bool: true/false/1/0/yes/no; int, float, str as such; tuple: comma-separated items of the type
+    of the current items (``full,actor``; an empty string is the empty tuple) or a Python literal;
+    None (an optional field): a Python literal, else the string.
+    """
+    try:
+        if isinstance(current, bool):
+            lowered = text.strip().lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise ValueError(f"expected true or false, got {text!r}")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, str):
+            return text
+        if isinstance(current, (tuple, list)):
+            stripped = text.strip()
+            if stripped.startswith(("(", "[")):
+                return tuple(ast.literal_eval(stripped))
+            if not stripped:
+                return ()
+            item_type = type(current[0]) if current else str
+            return tuple(parse_value(item.strip(), item_type(), key) for item in stripped.split(","))
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+    except (ValueError, SyntaxError) as error:
+        raise RajaxError(f"--config.{key}={text}: cannot read as {type(current).__name__} ({error})") from error
+
+
+def apply_overrides(config, overrides: dict[str, str]):
+    """Sets each dotted ``key`` of ``overrides`` (string values) in ``config``, converted to its type."""
+    flat = flatten_config(config)
+    for key, text in overrides.items():
+        if key not in flat:
+            raise RajaxError(f"--config.{key}: no such config field")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        value = parse_value(text, flat[key], key)
+        try:
+            node[leaf] = value  # a locked config accepts new values of existing fields
+        except (TypeError, ValueError) as error:
+            raise RajaxError(f"--config.{key}={text}: {error}") from error
+    return config
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--config.KEY VALUE`` option per field of the base config (values stay strings)."""
+    base_file = CONFIGS_DIR / "base.py"
+    if not base_file.is_file():
+        return
+    base = load_config(base_file)
+    group = parser.add_argument_group(
+        "config overrides", "any field of the config, e.g. --config.head.name=temporal_attention "
+        "--config.data.regions=full,actor (defaults shown are the base config's)")
+    for key, value in flatten_config(base).items():
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        group.add_argument(f"--{OVERRIDE_PREFIX}{key}", dest=f"{OVERRIDE_PREFIX}{key}",
+                           default=argparse.SUPPRESS, metavar="VALUE", help=f"(base: {shown})")
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
+    return {name[len(OVERRIDE_PREFIX):]: value for name, value in vars(args).items()
+            if name.startswith(OVERRIDE_PREFIX)}
+
+
+def config_from_args(args: argparse.Namespace):
+    """The config named by ``args.config`` with the ``--config.x=y`` overrides applied."""
+    return apply_overrides(load_config(args.config), overrides_from_args(args))
+
+
+def write_config_json(config, path: str | os.PathLike) -> None:
+    """Writes the config as JSON, atomically (a killed run never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n")
+    os.replace(tmp, path)
+
+
+def read_config_json(path: str | os.PathLike):
+    """A config saved by ``write_config_json``, as a locked ConfigDict (tuples restored)."""
+    import ml_collections
+
+    path = Path(path)
+    if not path.is_file():
+        raise RajaxError(f"{path}: no config.json (is this a rajax work directory?)")
+
+    def tuples(value):
+        if isinstance(value, dict):
+            return {k: tuples(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return tuple(tuples(v) for v in value)
+        return value
+
+    config = ml_collections.ConfigDict(tuples(json.loads(path.read_text())))
+    config.lock()
+    return config

@@ -1,0 +1,411 @@
+"""From a config and a work directory to each stage's model (``Task``) and batches (``Data``).
+
+A work directory holds one experiment::
+
+    WORKDIR/config.json        the config of the latest command run in it
+    WORKDIR/finetune/          stage 1: checkpoints/, best/, eval/, metrics.jsonl, tensorboard/,
+                               config.json, backbone/ (best fine-tuned I3D, a converted checkpoint)
+    WORKDIR/features/          stage 2: the feature store (rajax.data.features)
+    WORKDIR/train_head/        stage 3: as stage 1, without backbone/
+    WORKDIR/end_to_end/        stage 4
+
+Videos come from a TFDS dataset (``config.data.dataset``, builders in ``rajax.datasets``) or from a
+CSV of ``path,label,split`` rows (``config.data.csv``); actor squares from the dataset or from
+``config.data.actors_file`` (``rajax detect-actors`` output).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rajax.errors import RajaxError
+from rajax.train import backbone as backbone_lib
+from rajax.train import steps
+from rajax.train.trainer import Data, Task
+
+STAGES = ("finetune", "train_head", "end_to_end")
+FEATURES_DIR = "features"
+
+
+def stage_config(config, stage: str):
+    if stage not in STAGES:
+        raise RajaxError(f"unknown stage {stage!r} (config.stage): choose one of {', '.join(STAGES)}")
+    return config[stage]
+
+
+def features_dir(config, workdir: str | os.PathLike) -> Path:
+    return Path(config.data.features_dir or Path(workdir) / FEATURES_DIR)
+
+
+def region_names(config) -> tuple[str, ...]:
+    from rajax.data.regions import resolve_regions
+
+    try:
+        return resolve_regions(tuple(config.data.regions))
+    except ValueError as error:
+        raise RajaxError(f"config.data.regions: {error}") from error
+
+
+def per_host_batch(global_batch: int, what: str) -> int:
+    """This host's share of a global batch; it must split evenly over the hosts and local devices."""
+    hosts, devices = jax.process_count(), jax.local_device_count()
+    if global_batch % (hosts * devices):
+        raise RajaxError(f"{what} {global_batch} does not split over {hosts} host(s) x {devices} "
+                         f"device(s); make it a multiple of {hosts * devices}")
+    return global_batch // hosts
+
+
+def to_network_input(frames: jax.Array, dtype) -> jax.Array:
+    """uint8 pixels (what the pipelines send, 4x less than float32) -> [-1, 1] in ``dtype``."""
+    if frames.dtype == jnp.uint8:
+        frames = frames.astype(jnp.float32) / 127.5 - 1.0
+    return frames.astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Video sources
+
+
+def split_videos(config, split: str):
+    """``(videos, count)`` of a split: VideoRecords (CSV) or TFDS video elements."""
+    data = config.data
+    if data.csv:
+        from rajax.data import records as records_lib
+
+        records, _ = records_lib.records_from_csv(data.csv, class_names=list(config.classes))
+        records = records_lib.split_records(records, split)
+        if data.actors_file:
+            records, _ = records_lib.attach_actor_squares(records, data.actors_file)
+        if not records:
+            raise RajaxError(f"{data.csv}: no videos in split {split!r}")
+        return records, len(records)
+    import tensorflow_datasets as tfds
+
+    import rajax.datasets  # noqa: F401  (registers the breakfast and video_folder builders)
+    from rajax.data.pipeline import tfds_videos
+
+    builder = tfds.builder(data.dataset, data_dir=data.data_dir or None)
+    if split not in builder.info.splits:
+        raise RajaxError(f"dataset {data.dataset!r} has no split {split!r} "
+                         f"(it has {', '.join(builder.info.splits)})")
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    return tfds_videos(dataset), builder.info.splits[split].num_examples
+
+
+def _numpy_batches(dataset, keys: tuple[str, ...], skip: int = 0):
+    for batch in dataset.skip(skip).as_numpy_iterator():
+        yield {key: batch[key] for key in keys}
+
+
+def video_options(config) -> dict:
+    data = config.data
+    return dict(num_timesteps=data.num_timesteps, timestep_length=data.frames_per_timestep,
+                sampling_mode=data.sampling, shuffled_timesteps=data.shuffle_timesteps,
+                seed=config.seed, size=data.crop_size, dtype="uint8", shard="auto")
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 1: fine-tuning
+
+
+def i3d_forward(model):
+    """Forward of a bare I3D classifier on ``batch['frames']`` [b, N, S, S, 3]."""
+
+    def forward(params, batch_stats, batch, *, train, rng):
+        clips = to_network_input(batch["frames"], model.dtype)
+        variables = {"params": params, "batch_stats": batch_stats}
+        if train:
+            logits, updated = model.apply(variables, clips, train=True, mutable=["batch_stats"],
+                                          rngs={"dropout": rng})
+            return logits, {}, updated["batch_stats"]
+        return model.apply(variables, clips, train=False), {}, batch_stats
+
+    return forward
+
+
+def finetune(config) -> tuple[Task, Data]:
+    from rajax.data import pipeline
+
+    model, variables = backbone_lib.finetune_model(config, len(config.classes), config.seed)
+    batch = per_host_batch(config.finetune.batch_size, "finetune.batch_size")
+    eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
+    train_videos, num_train = split_videos(config, config.data.train_split)
+    options = video_options(config)
+    eval_region = config.finetune.eval_region
+
+    forward = i3d_forward(model)
+
+    def train_batches(epoch, skip):
+        dataset = pipeline.training_dataset(
+            train_videos, epoch=epoch, batch_size=batch, regions=tuple(config.finetune.regions),
+            num_videos=num_train, deterministic=True, **options)
+        return _numpy_batches(dataset, ("frames", "label", "mask"), skip)
+
+    def eval_batches(split):
+        videos, count = split_videos(config, split)
+        dataset = pipeline.evaluation_dataset(videos, batch_size=eval_batch, regions=(eval_region,),
+                                              num_videos=count, **options)
+        for batch in _numpy_batches(dataset, ("frames", "label", "mask")):
+            yield dict(batch, frames=batch["frames"][:, 0])  # the one region
+
+    data = Data(steps_per_epoch=pipeline.training_steps(num_train, batch, jax.process_count()),
+                train_batches=train_batches, eval_batches=eval_batches, region_names=(eval_region,))
+    return Task(forward, variables["params"], variables["batch_stats"]), data
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 3: head on stored features
+
+
+def head_forward(head):
+    def forward(params, batch_stats, batch, *, train, rng):
+        rngs = {"dropout": rng} if train else {}
+        logits, attention = head.apply({"params": params}, batch["features"], batch.get("region_mask"),
+                                       train=train, rngs=rngs)
+        return logits, attention, batch_stats
+
+    return forward
+
+
+def build_head(config):
+    from rajax.models.heads import build_head as build
+
+    options = {key: value for key, value in config.head.items() if key != "name"}
+    return build(config.head.name, len(config.classes), **options)
+
+
+def init_head(head, config, num_regions: int, num_positions: int, channels: int) -> dict:
+    dummy = jnp.zeros((1, num_regions, num_positions, channels), jnp.float32)
+    return jax.device_get(head.init(jax.random.key(config.seed), dummy)["params"])
+
+
+def _store_meta(store: Path) -> dict:
+    from rajax.data.features import read_meta
+
+    return read_meta(store)
+
+
+def feature_batches(config, store: Path, split: str, batch_size: int, *, epoch: int = 0,
+                    train: bool = False, regions=None):
+    """Batches {features, label, mask} of a split of the feature store (numpy)."""
+    from rajax.data.features import features_dataset
+
+    dataset = features_dataset(store, batch_size=batch_size, split=split, regions=regions,
+                               shuffle=train, seed=config.seed, epoch=epoch, drop_remainder=train,
+                               shard="auto", deterministic=True)
+    return dataset
+
+
+def train_head(config, workdir) -> tuple[Task, Data]:
+    from rajax.data.features import read_index
+
+    store = features_dir(config, workdir)
+    meta = _store_meta(store)
+    regions = region_names(config)
+    head = build_head(config)
+    params = init_head(head, config, len(regions), meta["num_positions"], meta["channels"])
+    batch = per_host_batch(config.train_head.batch_size, "train_head.batch_size")
+    eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
+    num_train = len(read_index(store, config.data.train_split))
+    steps_per_epoch = (num_train // jax.process_count()) // batch
+
+    def train_batches(epoch, skip):
+        dataset = feature_batches(config, store, config.data.train_split, batch, epoch=epoch,
+                                  train=True, regions=regions)
+        return _numpy_batches(dataset, ("features", "label", "mask"), skip)
+
+    def eval_batches(split):
+        dataset = feature_batches(config, store, split, eval_batch, regions=regions)
+        return _numpy_batches(dataset, ("features", "label", "mask"))
+
+    data = Data(steps_per_epoch, train_batches, eval_batches, regions)
+    return Task(head_forward(head), params, {}), data
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 4: end-to-end
+
+
+def region_model_forward(model):
+    """Forward of a RegionModel on ``batch['frames']`` [b, R, N, S, S, 3]."""
+
+    def forward(params, batch_stats, batch, *, train, rng):
+        clips = to_network_input(batch["frames"], model.backbone.dtype)
+        variables = {"params": params, "batch_stats": batch_stats}
+        if train:
+            (logits, attention), updated = model.apply(variables, clips, train=True, mutable=["batch_stats"],
+                                                       rngs={"dropout": rng})
+            return logits, attention, updated["batch_stats"]
+        logits, attention = model.apply(variables, clips, train=False)
+        return logits, attention, batch_stats
+
+    return forward
+
+
+def end_to_end(config, workdir) -> tuple[Task, Data]:
+    from rajax.data import pipeline
+    from rajax.models.i3d import INCEPTION_CHANNELS
+
+    stage = config.end_to_end
+    regions = region_names(config)
+    trainable_blocks = [name for name in INCEPTION_CHANNELS
+                        if re.search(stage.trainable, f"backbone/{name}/")]
+    backbone, variables = backbone_lib.load_backbone(
+        config, workdir, dtype=stage.dtype,
+        remat_blocks=tuple(trainable_blocks) if stage.remat else (),
+        batch_norm_train_blocks=tuple(trainable_blocks) if stage.update_batch_stats else ())
+    head = build_head(config)
+    model = backbone_lib.RegionModel(backbone=backbone, head=head)
+    frames = config.data.num_timesteps * config.data.frames_per_timestep
+    positions = jax.eval_shape(
+        lambda v, x: backbone.apply(v, x, output="features"), variables,
+        jax.ShapeDtypeStruct((1, frames, config.data.crop_size, config.data.crop_size, 3), jnp.float32),
+    ).shape[1]
+    head_params = init_head(head, config, len(regions), positions, backbone_lib.feature_dims(config))
+    if stage.init_head:
+        head_params = _best_head_params(config, workdir, head_params)
+    backbone_params = {k: v for k, v in variables["params"].items() if k != "Logits"}
+    backbone_stats = variables["batch_stats"]
+    params = {"backbone": backbone_params, "head": head_params}
+
+    forward = region_model_forward(model)
+    batch = per_host_batch(stage.batch_size, "end_to_end.batch_size")
+    eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
+    train_videos, num_train = split_videos(config, config.data.train_split)
+    options = video_options(config)
+    steps_per_epoch = pipeline.training_steps(num_train, batch, jax.process_count())
+
+    def train_batches(epoch, skip):
+        # Every region of each video, videos in an order drawn from (seed, epoch), full batches.
+        used = steps_per_epoch * batch * jax.process_count()
+        if isinstance(train_videos, list):
+            order = np.random.default_rng([config.seed, epoch]).permutation(num_train)[:used]
+            videos = [train_videos[i] for i in order]
+        else:
+            videos = train_videos.shuffle(256, seed=config.seed * 1_000_003 + epoch,
+                                          reshuffle_each_iteration=False).take(used)
+        dataset = pipeline.evaluation_dataset(videos, batch_size=batch, regions=regions, num_videos=used,
+                                              **options)
+        return _numpy_batches(dataset, ("frames", "label", "mask"), skip)
+
+    def eval_batches(split):
+        videos, count = split_videos(config, split)
+        dataset = pipeline.evaluation_dataset(videos, batch_size=eval_batch, regions=regions,
+                                              num_videos=count, **options)
+        return _numpy_batches(dataset, ("frames", "label", "mask"))
+
+    data = Data(steps_per_epoch, train_batches, eval_batches, regions)
+    return Task(forward, params, {"backbone": backbone_stats}), data
+
+
+def _best_head_params(config, workdir, template: dict) -> dict:
+    """Stage 3's best head parameters, or ``template`` (fresh) when stage 3 has not run."""
+    from rajax.train import checkpoints
+
+    run_dir = Path(workdir) / "train_head"
+    if checkpoints.latest_step(run_dir) is None:
+        print(f"No stage-3 head in {run_dir}; the head starts from scratch.")
+        return template
+    return checkpoints.restore_tree(run_dir / checkpoints.BEST_DIR)["params"]
+
+
+# --------------------------------------------------------------------------------------------
+# Running a stage
+
+
+def build(config, workdir, stage: str) -> tuple[Task, Data]:
+    if stage == "finetune":
+        return finetune(config)
+    if stage == "train_head":
+        return train_head(config, workdir)
+    if stage == "end_to_end":
+        return end_to_end(config, workdir)
+    raise RajaxError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
+
+
+def train(config, workdir: str | os.PathLike, stage: str | None = None, progress: bool = True) -> dict:
+    """Runs (or resumes) one training stage in ``WORKDIR/<stage>``; returns its test report.
+
+    Stage 1 also exports its best checkpoint's variables to ``WORKDIR/finetune/backbone`` for
+    stages 2 and 4.
+    """
+    from rajax.train import trainer
+    from rajax.train.config import write_config_json
+
+    stage = stage or config.stage
+    settings = stage_config(config, stage)
+    run_dir = Path(workdir) / stage
+    if jax.process_index() == 0:
+        write_config_json(config, Path(workdir) / "config.json")
+        write_config_json(config, run_dir / "config.json")
+    task, data = build(config, workdir, stage)
+    report, best_state = trainer.fit(run_dir, task, data, settings, config, class_names=config.classes,
+                                     progress=progress)
+    if stage == "finetune" and jax.process_index() == 0:
+        best = {"params": best_state.params, "batch_stats": best_state.batch_stats}
+        path = backbone_lib.export_backbone(best, run_dir / backbone_lib.EXPORT_DIR, config,
+                                            source=f"rajax fine-tuning ({run_dir})")
+        print(f"Fine-tuned backbone: {path}")
+    return report
+
+
+def i3d_alone(config, workdir) -> tuple[Task, Data]:
+    """The fine-tuned I3D's own classifier on the stored features of ``finetune.eval_region``."""
+    export = backbone_lib.finetuned_dir(config, workdir) / backbone_lib.EXPORT_DIR
+    if not export.is_dir():
+        raise RajaxError(f"{export}: no fine-tuned backbone to evaluate; run stage 1 first")
+    import rajax
+
+    _, variables = rajax.load_i3d(export)
+    store = features_dir(config, workdir)
+    region = config.finetune.eval_region
+    eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
+
+    def forward(params, batch_stats, batch, *, train, rng):
+        return backbone_lib.backbone_logits_on_features(params, batch["features"][:, 0]), {}, batch_stats
+
+    def eval_batches(split):
+        dataset = feature_batches(config, store, split, eval_batch, regions=(region,))
+        return _numpy_batches(dataset, ("features", "label", "mask"))
+
+    params = jax.device_get({"Logits": variables["params"]["Logits"]})
+    return Task(forward, params, {}), Data(0, None, eval_batches, (region,))
+
+
+def evaluate(config, workdir: str | os.PathLike, stage: str, split: str, checkpoint: str = "best") -> dict:
+    """Evaluates a stage's checkpoint (``best``, ``latest`` or a step number) on ``split``.
+
+    Writes ``WORKDIR/<stage>/eval/<split>.json`` and ``<split>_confusion.png``; returns the report.
+    ``stage='finetune'`` evaluates the fine-tuned I3D alone on the stored features (its own
+    classifier on ``finetune.eval_region``), the paper's "I3D alone" column.
+    """
+    from rajax.train import checkpoints, evaluation, trainer
+
+    run_dir = Path(workdir) / stage
+    if stage == "finetune":
+        task, data = i3d_alone(config, workdir)
+        params, batch_stats, step = task.params, task.batch_stats, None
+    else:
+        task, data = build(config, workdir, stage)
+        folder = checkpoints.LATEST_DIR if checkpoint == "latest" else checkpoints.BEST_DIR
+        step = int(checkpoint) if checkpoint not in ("best", "latest") else None
+        if step is not None:
+            folder = checkpoints.LATEST_DIR
+        tree = checkpoints.restore_tree(run_dir / folder, step)
+        params, batch_stats = tree["params"], tree.get("batch_stats") or {}
+    state = steps.TrainState(step=np.zeros((), np.int32), params=params, batch_stats=batch_stats,
+                             opt_state=None, rng=np.zeros((2,), np.uint32))
+    eval_fn = steps.pmap_eval_step(forward=task.forward)
+    report = trainer.evaluate_split(eval_fn, steps.replicate(state), data, split, config.classes)
+    report["stage"], report["checkpoint"] = stage, checkpoint
+    if jax.process_index() == 0:
+        json_path, png_path = evaluation.write_report(report, run_dir / trainer.EVAL_DIR, split)
+        print(f"{stage} on {split}: " + evaluation.format_report(report))
+        print(f"Written: {json_path}, {png_path}")
+    return report

@@ -1,0 +1,303 @@
+"""The pure pieces of training: state, parameter freezing, optimizer, train and eval steps.
+
+Nothing here reads files or touches the host beyond building pytrees: ``train_step`` and
+``eval_step`` are pure functions of (state, batch) that ``pmap_train_step`` / ``pmap_eval_step``
+compile once, replicate over the local devices (gradients and batch statistics averaged with
+``lax.pmean``) and donate the state to, so a step updates it in place.
+
+A *forward function* adapts a model to the steps: ``forward(params, batch_stats, batch, *, train,
+rng) -> (logits, attention, new_batch_stats)``; the trainer builds one per stage (I3D
+fine-tuning, head on features, end-to-end). ``attention`` is a dict of per-example arrays (empty
+for a bare I3D). ``new_batch_stats`` is what the model's BatchNorm layers computed in train mode;
+the step keeps it only for trainable layers.
+
+Batches are dicts with ``label`` [b] int32 and ``mask`` [b] (1 for a real example, 0 for the
+padding that makes the last evaluation batch full: such rows weigh nothing in the loss, the
+metrics or the predictions used downstream).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+
+from rajax.errors import RajaxError
+
+PyTree = Any
+AXIS = "devices"  # the pmap axis over local (and, multi-host, global) devices
+
+TRAINABLE = "trainable"
+FROZEN = "frozen"
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step changes; also what a checkpoint holds (with the data position beside it).
+
+    ``rng`` is raw key data (uint32 [2]) so that checkpoints store a plain array.
+    """
+
+    step: jax.Array
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+    rng: jax.Array
+
+
+# --------------------------------------------------------------------------------------------
+# Freezing
+
+
+def parameter_labels(tree: PyTree, rules: Sequence[tuple[str, str]]) -> PyTree:
+    """Label every leaf of ``tree`` TRAINABLE or FROZEN by regex on its '/'-joined path.
+
+    ``rules`` are ``(label, regex)`` pairs; a path must be matched (``re.search``) by the rules of
+    exactly one label. A path no rule matches, or one matched by both labels, is an error listing
+    the offending paths: a typo in a block name must not silently freeze (or train) it.
+    """
+    compiled = [(label, re.compile(pattern)) for label, pattern in rules]
+    for label, _ in compiled:
+        if label not in (TRAINABLE, FROZEN):
+            raise RajaxError(f"parameter rule label {label!r} is neither {TRAINABLE!r} nor {FROZEN!r}")
+    flat = traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
+    labels, unmatched, ambiguous = {}, [], []
+    for path in flat:
+        matched = {label for label, pattern in compiled if pattern.search(path)}
+        if not matched:
+            unmatched.append(path)
+        elif len(matched) > 1:
+            ambiguous.append(path)
+        else:
+            labels[path] = matched.pop()
+    problems = []
+    if unmatched:
+        problems.append(f"{len(unmatched)} matched by no rule: {', '.join(unmatched[:8])}")
+    if ambiguous:
+        problems.append(f"{len(ambiguous)} matched as both trainable and frozen: {', '.join(ambiguous[:8])}")
+    if problems:
+        rules_text = "; ".join(f"{label}={pattern!r}" for label, pattern in rules)
+        raise RajaxError(f"parameter rules ({rules_text}) do not cover the model exactly: "
+                         + "; ".join(problems))
+    return traverse_util.unflatten_dict(labels, sep="/")
+
+
+def rules_from_config(stage_config) -> list[tuple[str, str]]:
+    """The (label, regex) rules of a training stage's config (``trainable`` and ``frozen``).
+
+    An empty pattern is no rule at all (``re.search('', path)`` would match every path).
+    """
+    rules = [(TRAINABLE, stage_config.trainable), (FROZEN, stage_config.frozen)]
+    return [(label, pattern) for label, pattern in rules if pattern]
+
+
+def select_trainable(labels: PyTree, new: PyTree, old: PyTree) -> PyTree:
+    """``new`` where the label is TRAINABLE, ``old`` (the very same array, bit for bit) elsewhere."""
+    return jax.tree.map(lambda label, n, o: n if label == TRAINABLE else o, labels, new, old)
+
+
+def count_parameters(params: PyTree, labels: PyTree) -> dict[str, int]:
+    counts = {TRAINABLE: 0, FROZEN: 0}
+    for label, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(params)):
+        counts[label] += int(np.prod(leaf.shape))
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer
+
+
+def learning_rate_schedule(optimizer_config, total_steps: int) -> optax.Schedule:
+    """Constant (the paper's), or cosine decay after a linear warm-up."""
+    peak = optimizer_config.learning_rate
+    warmup = int(optimizer_config.warmup_steps)
+    if optimizer_config.schedule == "constant":
+        if warmup:
+            return optax.join_schedules(
+                [optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup])
+        return optax.constant_schedule(peak)
+    if optimizer_config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1))
+    raise RajaxError(f"unknown learning-rate schedule {optimizer_config.schedule!r} "
+                     "(config optimizer.schedule: 'constant' or 'cosine')")
+
+
+def build_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """The optimizer of one training stage, for its trainable parameters.
+
+    ``adam``: PyTorch's ``torch.optim.Adam(weight_decay=wd)``, i.e. L2 regularisation: ``wd * p``
+    is ADDED TO THE GRADIENT before the Adam moments, so it is rescaled by Adam like the rest of
+    the gradient. (``optax.adamw`` would instead add ``wd * p`` to the Adam update, decoupled
+    decay: a different optimizer.) Hence ``add_decayed_weights`` comes first in the chain.
+    ``sgd``: momentum SGD with the same L2 term.
+    """
+    name = optimizer_config.name
+    weight_decay = optimizer_config.weight_decay
+    if name == "adam":
+        core = optax.scale_by_adam(b1=optimizer_config.b1, b2=optimizer_config.b2,
+                                   eps=optimizer_config.eps)
+    elif name == "sgd":
+        core = optax.trace(decay=optimizer_config.momentum) if optimizer_config.momentum else optax.identity()
+    else:
+        raise RajaxError(f"unknown optimizer {name!r} (config optimizer.name: 'adam' or 'sgd')")
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay) if weight_decay else optax.identity(),
+        core,
+        optax.scale_by_learning_rate(schedule),
+    )
+
+
+def masked_optimizer(inner: optax.GradientTransformation, labels: PyTree) -> optax.GradientTransformation:
+    """``inner`` on the trainable parameters; frozen ones get no update and no optimizer state.
+
+    ``set_to_zero`` ignores its input, so XLA drops the frozen parameters' gradients altogether.
+    """
+    return optax.partition({TRAINABLE: inner, FROZEN: optax.set_to_zero()}, labels)
+
+
+def create_train_state(params, batch_stats, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats if batch_stats is not None else {},
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(jax.random.key(seed)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+
+Forward = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], PyTree]]
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy, in float32 whatever the compute dtype."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+
+
+def _global_count(mask: jax.Array) -> jax.Array:
+    return jnp.maximum(jax.lax.psum(jnp.sum(mask), AXIS), 1.0)
+
+
+def train_step(
+    state: TrainState,
+    batch: Mapping[str, jax.Array],
+    *,
+    forward: Forward,
+    tx: optax.GradientTransformation,
+    param_labels: PyTree,
+    batch_stats_labels: PyTree,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimisation step on one device's share of the global batch; call it under pmap.
+
+    The loss is the mean cross-entropy over the valid examples of the *global* batch: each device
+    divides its sum by (global count / devices), so the ``pmean`` of the gradients is the gradient
+    of the global mean even when the devices hold different numbers of valid examples.
+    """
+    mask = batch["mask"].astype(jnp.float32)
+    # One key per step, one stream per device (dropout differs across devices, as it would in a
+    # single big batch); the same on every host for the same global device index.
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    device_key = jax.random.fold_in(step_key, jax.lax.axis_index(AXIS))
+    devices = jax.lax.psum(1, AXIS)
+    per_device_count = _global_count(mask) / devices
+
+    def loss_fn(params):
+        logits, _, new_batch_stats = forward(params, state.batch_stats, batch, train=True, rng=device_key)
+        losses = cross_entropy(logits, batch["label"])
+        return jnp.sum(losses * mask) / per_device_count, (logits, new_batch_stats)
+
+    (loss, (logits, new_batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.pmean(grads, AXIS)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = select_trainable(param_labels, optax.apply_updates(state.params, updates), state.params)
+    # BatchNorm statistics: averaged across devices for the layers that update them (the same
+    # statistics a single device would see on the whole batch, up to the variance of the mean);
+    # frozen layers keep theirs bit for bit.
+    new_batch_stats = jax.lax.pmean(new_batch_stats, AXIS)
+    batch_stats = select_trainable(batch_stats_labels, new_batch_stats, state.batch_stats)
+
+    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+    trainable_grads = [g for g, label in zip(jax.tree.leaves(grads), jax.tree.leaves(param_labels))
+                       if label == TRAINABLE]
+    metrics = {
+        "loss": jax.lax.pmean(loss, AXIS),
+        "accuracy": jax.lax.psum(jnp.sum(correct * mask), AXIS) / _global_count(mask),
+        "grad_norm": optax.tree.norm(trainable_grads),
+        "learning_rate": schedule(state.step),
+    }
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: Mapping[str, jax.Array], *, forward: Forward) -> dict[str, jax.Array]:
+    """Per-example outputs on one device's share of an evaluation batch; call it under pmap.
+
+    Returns logits, labels, the mask, the per-example loss and the attention arrays; the host
+    keeps the rows whose mask is 1, so every example is counted exactly once.
+    """
+    logits, attention, _ = forward(state.params, state.batch_stats, batch, train=False, rng=None)
+    logits = logits.astype(jnp.float32)
+    return {
+        "logits": logits,
+        "label": batch["label"],
+        "mask": batch["mask"],
+        "loss": cross_entropy(logits, batch["label"]),
+        **{f"attention/{key}": value for key, value in attention.items()},
+    }
+
+
+def pmap_train_step(*, forward, tx, param_labels, batch_stats_labels, schedule):
+    """``train_step`` compiled over the devices, with the state donated (updated in place)."""
+    step = functools.partial(train_step, forward=forward, tx=tx, param_labels=param_labels,
+                             batch_stats_labels=batch_stats_labels, schedule=schedule)
+    return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,))
+
+
+def pmap_eval_step(*, forward):
+    return jax.pmap(functools.partial(eval_step, forward=forward), axis_name=AXIS)
+
+
+# --------------------------------------------------------------------------------------------
+# Host <-> devices
+
+
+def replicate(tree: PyTree) -> PyTree:
+    """One copy of ``tree`` per local device, the layout pmapped steps take.
+
+    The copies are sharded over a mesh axis named like the steps' pmap axis: the arrays a step
+    returns then have the same sharding as those it was first called with, so the second call
+    does not compile the step again.
+    """
+    from flax import jax_utils
+
+    return jax_utils.replicate(tree, axis_name=AXIS)
+
+
+def unreplicate(tree: PyTree) -> PyTree:
+    """The first device's copy, as host numpy arrays."""
+    return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+
+
+def shard(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Split a host batch [b, ...] into [local devices, b / devices, ...] for pmap."""
+    devices = jax.local_device_count()
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if value.shape[0] % devices:
+            raise RajaxError(f"batch of {value.shape[0]} ({key}) does not split over {devices} devices; "
+                             "make the per-host batch size a multiple of the local device count")
+        out[key] = value.reshape((devices, value.shape[0] // devices) + value.shape[1:])
+    return out

@@ -1,0 +1,292 @@
+"""The training loop shared by every stage: fine-tuning, head training, end-to-end.
+
+``fit`` takes a ``Task`` (the stage's forward function and initial variables) and a ``Data``
+(this host's batches) and runs epochs of pmapped ``train_step``:
+
+- resumes from the newest checkpoint in ``RUN/checkpoints`` if there is one: the state, the
+  position in the data (epoch, batches already seen) and the best validation result so far, so a
+  killed run ends with the very parameters an uninterrupted run reaches;
+- logs loss, accuracy, gradient norm, learning rate and steps per second every
+  ``log_every_steps`` (``metrics.jsonl`` and TensorBoard), with a tqdm progress bar;
+- stops with ``TrainingDiverged`` on a NaN or infinite loss or gradient, before saving anything
+  from that point on;
+- at every epoch end (every ``eval_every_epochs``) evaluates the validation split and saves the
+  state to ``RUN/best`` when the accuracy improves (ties: lower loss);
+- saves ``RUN/checkpoints`` every ``checkpoint.every_steps`` steps and at every epoch end;
+- at the end evaluates the best checkpoint on the test split: ``RUN/eval/test.json`` and
+  ``RUN/eval/test_confusion.png``.
+
+Batches come from ``Data.train_batches(epoch, skip)``: this host's share of the epoch's global
+batches, after the first ``skip`` (deterministic in the seed and the epoch, which is what makes a
+resumed epoch see the batches the interrupted one would have).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from rajax.errors import RajaxError
+from rajax.train import checkpoints, evaluation, steps
+from rajax.train.metrics import MetricWriter, check_finite
+
+PyTree = Any
+EVAL_DIR = "eval"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A stage's model as the steps see it."""
+
+    forward: steps.Forward
+    params: PyTree
+    batch_stats: PyTree
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """This host's data for one stage.
+
+    ``train_batches(epoch, skip)`` yields the epoch's batches after the first ``skip``: dicts of
+    numpy arrays with a leading per-host batch axis (``label``, ``mask`` and the model's input).
+    ``eval_batches(split)`` yields padded batches of a split (mask 0 on padding); every host must
+    yield the same number of batches. ``steps_per_epoch`` is the same on every host.
+    """
+
+    steps_per_epoch: int
+    train_batches: Callable[[int, int], Iterable[dict]]
+    eval_batches: Callable[[str], Iterable[dict]]
+    region_names: tuple[str, ...] = ()
+
+
+def batch_stats_labels(batch_stats: PyTree, rules, update: bool) -> PyTree:
+    """TRAINABLE for the statistics of trainable layers when they update them, else FROZEN."""
+    if not update or not jax.tree.leaves(batch_stats):
+        return jax.tree.map(lambda _: steps.FROZEN, batch_stats)
+    return steps.parameter_labels(batch_stats, rules)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def gather_outputs(outputs: list[dict]) -> dict[str, np.ndarray]:
+    """Concatenates per-batch eval outputs (all hosts) and drops the padding rows."""
+    if not outputs:
+        return {}
+    merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        merged = {key: np.asarray(multihost_utils.process_allgather(value, tiled=True))
+                  for key, value in merged.items()}
+    keep = merged["mask"].astype(bool)
+    return {key: value[keep] for key, value in merged.items()}
+
+
+def run_evaluation(eval_fn, replicated_state, batches: Iterable[dict]) -> dict[str, np.ndarray]:
+    """Per-example outputs over all ``batches`` (every example once, padding dropped)."""
+    outputs = []
+    for batch in batches:
+        device_out = jax.device_get(eval_fn(replicated_state, steps.shard(batch)))
+        outputs.append({key: value.reshape((-1,) + value.shape[2:]) for key, value in device_out.items()})
+    return gather_outputs(outputs)
+
+
+def evaluate_split(eval_fn, replicated_state, data: Data, split: str, class_names) -> dict:
+    return evaluation.summarize(
+        run_evaluation(eval_fn, replicated_state, data.eval_batches(split)), class_names, data.region_names)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def _is_better(report: dict, meta: dict) -> bool:
+    best = meta.get("best_validation_accuracy")
+    if best is None:
+        return True
+    if report["accuracy"] != best:
+        return report["accuracy"] > best
+    return report["loss"] < meta["best_validation_loss"]
+
+
+def _take(batches: Iterable[dict], count: int, epoch: int) -> Iterator[dict]:
+    """Exactly ``count`` batches of ``batches``; too few is an inconsistent pipeline."""
+    seen = 0
+    for batch in itertools.islice(batches, count):
+        seen += 1
+        yield batch
+    if seen < count:
+        raise RajaxError(f"the training data of epoch {epoch} ended after {seen} batches "
+                         f"instead of {count}")
+
+
+def fit(
+    run_dir: str | Path,
+    task: Task,
+    data: Data,
+    stage_config,
+    config,
+    *,
+    class_names,
+    progress: bool = True,
+) -> tuple[dict, steps.TrainState]:
+    """Trains one stage in ``run_dir``; returns (test report, best state) as ``final_test``.
+
+    ``stage_config`` is the stage's section of ``config`` (``config.finetune``,
+    ``config.train_head`` or ``config.end_to_end``); ``config`` provides the seed, the checkpoint
+    and logging settings and the split names.
+    """
+    run_dir = Path(run_dir)
+    is_main = jax.process_index() == 0
+    rules = steps.rules_from_config(stage_config)
+    param_labels = steps.parameter_labels(task.params, rules)
+    stats_labels = batch_stats_labels(task.batch_stats, rules, stage_config.update_batch_stats)
+    steps_per_epoch = data.steps_per_epoch
+    if steps_per_epoch < 1:
+        raise RajaxError("the training split has fewer videos than one global batch")
+    total_steps = steps_per_epoch * stage_config.num_epochs
+    schedule = steps.learning_rate_schedule(stage_config.optimizer, total_steps)
+    tx = steps.masked_optimizer(steps.build_optimizer(stage_config.optimizer, schedule), param_labels)
+    state = steps.create_train_state(task.params, task.batch_stats, tx, config.seed)
+
+    latest_manager, best_manager = checkpoints.run_managers(run_dir, config.checkpoint.keep)
+    writer = MetricWriter(run_dir, enabled=is_main)
+    meta = {"step": 0, "best_validation_accuracy": None, "best_validation_loss": None, "best_step": None}
+    restored = checkpoints.restore(latest_manager, state)
+    if restored is not None:
+        state, meta = restored
+        writer.truncate_after(meta["step"])
+        print(f"Resuming from {latest_manager.directory}/{meta['step']} "
+              f"(epoch {meta['step'] // steps_per_epoch + 1}).")
+    counts = steps.count_parameters(task.params, param_labels)
+    print(f"{counts[steps.TRAINABLE]:,} trainable and {counts[steps.FROZEN]:,} frozen parameters; "
+          f"{stage_config.num_epochs} epochs of {steps_per_epoch} steps.")
+
+    train_fn = steps.pmap_train_step(forward=task.forward, tx=tx, param_labels=param_labels,
+                                     batch_stats_labels=stats_labels, schedule=schedule)
+    eval_fn = steps.pmap_eval_step(forward=task.forward)
+    replicated = steps.replicate(state)
+    del state  # the replicated copy is donated to the steps; never read the host copy again
+
+    # Several CPU "devices" of one process share one thread pool: with the collectives of more
+    # than one step in flight their participants can take every thread and wait for each other
+    # for ever (XLA aborts after 40 s). On a CPU, finish each step before dispatching the next.
+    one_step_in_flight = jax.default_backend() == "cpu" and jax.local_device_count() > 1
+    step = int(meta["step"])
+    pending: list[tuple[int, dict]] = []  # device metrics not yet fetched
+    last_good = f"{latest_manager.directory}/{step}" if restored else "none yet"
+    window_start, window_steps = time.perf_counter(), 0
+
+    def flush_metrics():
+        nonlocal window_start, window_steps
+        if not pending:
+            return
+        fetched = jax.device_get([m for _, m in pending])
+        per_step = []
+        for (metric_step, _), values in zip(pending, fetched):
+            values = {name: float(np.asarray(value)[0]) for name, value in values.items()}
+            check_finite(metric_step, values, last_good)
+            per_step.append(values)
+        # Means over the steps since the last log; the learning rate of the last step.
+        values = {name: float(np.mean([v[name] for v in per_step])) for name in per_step[0]}
+        values["learning_rate"] = per_step[-1]["learning_rate"]
+        elapsed = time.perf_counter() - window_start
+        values["steps_per_second"] = window_steps / elapsed if elapsed > 0 else 0.0
+        writer.write(pending[-1][0], "train", values, epoch=(pending[-1][0] - 1) // steps_per_epoch + 1)
+        bar.set_postfix(loss=f"{values['loss']:.4f}", acc=f"{values['accuracy']:.3f}")
+        pending.clear()
+        window_start, window_steps = time.perf_counter(), 0
+
+    def save_latest():
+        nonlocal last_good
+        flush_metrics()  # never save a state whose update came from a NaN gradient
+        host_state = steps.unreplicate(replicated)
+        checkpoints.save(latest_manager, step, host_state, dict(meta, step=step))
+        last_good = f"{latest_manager.directory}/{step}"
+
+    from tqdm import tqdm
+
+    with tqdm(total=total_steps, initial=step, unit="step", disable=not (progress and is_main),
+              dynamic_ncols=True) as bar:
+        while step < total_steps:
+            epoch, skip = divmod(step, steps_per_epoch)
+            bar.set_description(f"epoch {epoch + 1}/{stage_config.num_epochs}")
+            for batch in _take(data.train_batches(epoch, skip), steps_per_epoch - skip, epoch):
+                replicated, metrics = train_fn(replicated, steps.shard(batch))
+                if one_step_in_flight:
+                    jax.block_until_ready(metrics)
+                step += 1
+                window_steps += 1
+                pending.append((step, metrics))
+                bar.update(1)
+                epoch_end = step % steps_per_epoch == 0
+                if step % config.log_every_steps == 0 or epoch_end:
+                    flush_metrics()
+                due = (step // steps_per_epoch) % stage_config.eval_every_epochs == 0
+                if epoch_end and (due or step == total_steps):
+                    _validate(eval_fn, replicated, data, config, class_names, step, meta,
+                              writer, best_manager, flush_metrics)
+                if epoch_end or step % config.checkpoint.every_steps == 0:
+                    save_latest()
+        flush_metrics()
+        if latest_manager.latest_step() != step:
+            save_latest()
+    return final_test(run_dir, eval_fn, replicated, data, config, class_names, best_manager, writer)
+
+
+def _validate(eval_fn, replicated, data, config, class_names, step, meta, writer, best_manager, flush):
+    """Evaluates the validation split; saves to best/ when it improves (updates ``meta``)."""
+    split = config.data.validation_split
+    flush()
+    if not split:  # no validation split: the newest state counts as the best
+        meta.update(best_step=step)
+        checkpoints.save(best_manager, step, steps.unreplicate(replicated), dict(meta, step=step))
+        return
+    report = evaluate_split(eval_fn, replicated, data, split, class_names)
+    writer.write(step, "validation", {"accuracy": report["accuracy"], "loss": report["loss"],
+                                      "mean_class_accuracy": report["mean_class_accuracy"]})
+    if _is_better(report, meta):
+        meta.update(best_validation_accuracy=report["accuracy"], best_validation_loss=report["loss"],
+                    best_step=step)
+        checkpoints.save(best_manager, step, steps.unreplicate(replicated),
+                         dict(meta, step=step, validation=_brief(report)))
+        if jax.process_index() == 0:
+            evaluation.write_report(report, Path(best_manager.directory).parent / EVAL_DIR, "validation")
+
+
+def _brief(report: dict) -> dict:
+    return {key: report[key] for key in ("accuracy", "loss", "mean_class_accuracy", "num_examples")}
+
+
+def final_test(run_dir, eval_fn, replicated, data, config, class_names, best_manager, writer):
+    """Restores the best checkpoint and tests it (RUN/eval/test.json and its PNG).
+
+    Returns ``(test report or {} without a test split, best state on the host)``.
+    """
+    template = steps.unreplicate(replicated)
+    restored = checkpoints.restore(best_manager, template)
+    if restored is None:
+        raise RajaxError(f"{best_manager.directory}: no best checkpoint to test")
+    best_state, best_meta = restored
+    split = config.data.test_split
+    if not split:
+        return {}, best_state
+    report = evaluate_split(eval_fn, steps.replicate(best_state), data, split, class_names)
+    report["checkpoint_step"] = int(best_meta["step"])
+    if jax.process_index() == 0:
+        evaluation.write_report(report, Path(run_dir) / EVAL_DIR, split)
+        writer.write(int(best_meta["step"]), split, {"accuracy": report["accuracy"], "loss": report["loss"],
+                                                       "mean_class_accuracy": report["mean_class_accuracy"]})
+        print(f"{split} ({best_manager.directory}/{best_meta['step']}): "
+              + evaluation.format_report(report))
+    writer.close()
+    return report, best_state

@@ -1,0 +1,150 @@
+"""Every experiment config loads, is locked, and differs from base.py exactly where its paper row says.
+
+EXPECTED is written from METHOD.md's tables independently of the config files: a config that
+changes one more field, or forgets one, fails here.
+"""
+
+import re
+
+import pytest
+
+from rajax.cli import build_parser
+from rajax.data.regions import REGION_NAMES, REGIONS_WITHOUT_ACTOR, resolve_regions
+from rajax.data.sampling import SAMPLING_MODES
+from rajax.errors import RajaxError
+from rajax.models.heads import HEADS
+from rajax.train.config import (CONFIGS_DIR, apply_overrides, config_differences, load_config,
+                                overrides_from_args, parse_value)
+
+FINETUNE = {"stage": "finetune"}
+NOT_FINETUNED = {"backbone.finetuned": False}
+EXPECTED = {
+    # Table 1: timesteps (full model)
+    "t4_ra": {"data.num_timesteps": 4},
+    "t16_ra": {"data.num_timesteps": 16},
+    "af_mr_ra": {},
+    "t128_ra": {"data.num_timesteps": 128},
+    # Table 2: I3D settings x heads
+    "not_finetuned_i3d": {**NOT_FINETUNED, "head.name": "single_region"},
+    "not_finetuned_ta": {**NOT_FINETUNED, "head.name": "temporal_attention"},
+    "not_finetuned_ra": NOT_FINETUNED,
+    "not_finetuned_tra": {**NOT_FINETUNED, "head.name": "temporal_region_attention"},
+    "af_mr_i3d": FINETUNE,
+    "af_mr_ta": {"head.name": "temporal_attention"},
+    "af_mr_tra": {"head.name": "temporal_region_attention"},
+    "shuffled_i3d": {**FINETUNE, "data.shuffle_timesteps": True},
+    "shuffled_ra": {"data.shuffle_timesteps": True},
+    "one_at_a_time_i3d": {**FINETUNE, "backbone.extraction": "one_at_a_time"},
+    "one_at_a_time_ra": {"backbone.extraction": "one_at_a_time"},
+    "frames512_i3d": {**FINETUNE, "data.sampling": "equally_spaced"},
+    "frames512_ra": {"data.sampling": "equally_spaced"},
+    # Table 3: fine-tuning regions, Region Mean
+    "full_frame_i3d": {**FINETUNE, "finetune.regions": ("full",)},
+    "full_frame_ra": {"finetune.regions": ("full",)},
+    "full_frame_full_finetune_i3d": {**FINETUNE, "finetune.regions": ("full",), "finetune.trainable": ".*",
+                                     "finetune.frozen": ""},
+    "mr_i3d": {**FINETUNE, "data.regions": REGIONS_WITHOUT_ACTOR, "finetune.regions": REGIONS_WITHOUT_ACTOR},
+    "mr_ra": {"data.regions": REGIONS_WITHOUT_ACTOR, "finetune.regions": REGIONS_WITHOUT_ACTOR},
+    "actor_only_i3d": {**FINETUNE, "finetune.regions": ("actor",), "finetune.eval_region": "actor"},
+    "actor_only_ra": {"finetune.regions": ("actor",), "finetune.eval_region": "actor"},
+    "af_mr_region_mean": {"head.name": "region_mean"},
+    # Beyond the paper
+    "af_mr_softmax": {"head.name": "softmax_attention"},
+    "end_to_end": {"stage": "end_to_end"},
+    "tiny": {"data.num_timesteps": 2, "data.crop_size": 32, "backbone.weights": "random",
+             "backbone.width_multiplier": 0.125, "backbone.feature_dtype": "float32",
+             "finetune.num_epochs": 2, "train_head.num_epochs": 3, "train_head.batch_size": 8,
+             "end_to_end.batch_size": 4, "end_to_end.num_epochs": 1, "end_to_end.dtype": "float32",
+             "eval_batch_size": 8, "log_every_steps": 1, "checkpoint.every_steps": 2},
+}
+
+
+def config_names():
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.py") if p.stem not in ("__init__", "base"))
+
+
+def test_every_config_file_has_an_expected_row():
+    assert config_names() == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_config_differs_from_base_exactly_as_intended(name):
+    base = load_config(CONFIGS_DIR / "base.py")
+    config = load_config(name)
+    assert config.is_locked
+    with pytest.raises(AttributeError):
+        config.not_a_field = 1  # locked: a typo cannot add a field
+    differences = {key: new for key, (_, new) in config_differences(config, base).items()}
+    assert differences == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", ["base"] + sorted(EXPECTED))
+def test_config_values_are_valid(name):
+    config = load_config(CONFIGS_DIR / f"{name}.py" if name == "base" else name)
+    assert config.stage in ("finetune", "train_head", "end_to_end")
+    assert config.head.name in HEADS
+    assert resolve_regions(tuple(config.data.regions)) == tuple(config.data.regions)
+    assert set(config.finetune.regions) <= set(REGION_NAMES)
+    assert config.finetune.eval_region in config.finetune.regions
+    assert config.data.sampling in SAMPLING_MODES
+    assert config.backbone.extraction in ("one_shot", "one_at_a_time")
+    assert len(config.classes) == 10
+    for stage in ("finetune", "train_head", "end_to_end"):
+        for pattern in (config[stage].trainable, config[stage].frozen):
+            re.compile(pattern)
+
+
+def test_base_holds_the_papers_numbers():
+    config = load_config(CONFIGS_DIR / "base.py")
+    assert (config.data.num_timesteps, config.data.frames_per_timestep, config.data.crop_size) == (64, 8, 224)
+    assert tuple(config.data.regions) == REGION_NAMES and len(REGION_NAMES) == 11
+    assert config.finetune.batch_size == 4
+    head = config.train_head
+    assert (head.num_epochs, head.optimizer.name, head.optimizer.learning_rate, head.optimizer.eps,
+            head.optimizer.weight_decay) == (100, "adam", 1e-3, 1e-8, 1e-5)
+    assert config.backbone.extraction == "one_shot" and config.head.name == "region_attention"
+
+
+def test_override_values_take_the_type_of_the_field():
+    assert parse_value("true", False) is True and parse_value("No", True) is False
+    assert parse_value("3", 1) == 3 and isinstance(parse_value("3", 1.0), float)
+    assert parse_value("full,actor", ("x",)) == ("full", "actor")
+    assert parse_value("", ("x",)) == ()
+    assert parse_value("(1, 2)", (0,)) == (1, 2)
+    assert parse_value("4,8", (1,)) == (4, 8)
+    with pytest.raises(RajaxError, match="--config.k=maybe: cannot read as bool"):
+        parse_value("maybe", True, "k")
+    with pytest.raises(RajaxError, match="cannot read as int"):
+        parse_value("1.5", 1, "k")
+
+
+def test_overrides_apply_to_a_locked_config_and_unknown_keys_fail():
+    config = apply_overrides(load_config("af_mr_ra"), {"head.name": "temporal_attention",
+                                                       "train_head.optimizer.learning_rate": "0.01",
+                                                       "data.regions": "full,actor"})
+    assert config.head.name == "temporal_attention" and config.train_head.optimizer.learning_rate == 0.01
+    assert config.data.regions == ("full", "actor") and config.is_locked
+    with pytest.raises(RajaxError, match="--config.head.nmae: no such config field"):
+        apply_overrides(load_config("af_mr_ra"), {"head.nmae": "x"})
+
+
+def test_command_line_parses_config_overrides():
+    args = build_parser().parse_args(["train", "t4_ra", "--workdir", "w", "--config.head.name=region_mean",
+                                      "--config.data.num_timesteps", "8"])
+    assert overrides_from_args(args) == {"head.name": "region_mean", "data.num_timesteps": "8"}
+    with pytest.raises(SystemExit):  # argparse rejects a field that does not exist
+        build_parser().parse_args(["train", "t4_ra", "--workdir", "w", "--config.head.nmae=x"])
+
+
+def test_missing_and_broken_config_files_are_clear_errors(tmp_path):
+    with pytest.raises(RajaxError, match="no such config file"):
+        load_config("no_such_experiment")
+    broken = tmp_path / "configs" / "broken.py"
+    broken.parent.mkdir()
+    broken.write_text("def get_config():\n    return 1 / 0\n")
+    with pytest.raises(RajaxError, match=r"broken.py: cannot load the config \(ZeroDivisionError"):
+        load_config(broken)
+    unlocked = tmp_path / "configs" / "unlocked.py"
+    unlocked.write_text("import ml_collections\ndef get_config():\n    return ml_collections.ConfigDict({'a': 1})\n")
+    with pytest.raises(RajaxError, match="must return a locked ConfigDict"):
+        load_config(unlocked)

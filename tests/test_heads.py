@@ -1,0 +1,181 @@
+"""The heads: each checked against a NumPy computation of its formula, masks, and learning a toy task."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rajax.errors import RajaxError
+from rajax.models import heads
+
+B, R, T, C, K = 3, 5, 4, 6, 7
+
+
+def _features(seed=0, shape=(B, R, T, C)):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _init(head, features, seed=1):
+    return head.init(jax.random.key(seed), jnp.asarray(features))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _dense(params, x):
+    return x @ np.asarray(params["kernel"]) + np.asarray(params["bias"])
+
+
+def test_region_attention_matches_numpy_formula():
+    x = _features()
+    head = heads.RegionAttention(num_classes=K)
+    variables = _init(head, x)
+    logits, attention = head.apply(variables, x)
+    p = variables["params"]
+    per_region = x.mean(axis=2)  # [B, R, C]
+    scores = _sigmoid(_dense(p["region_score"]["dense"], per_region)[..., 0])  # [B, R]
+    weights = scores / scores.sum(axis=1, keepdims=True)
+    pooled = (weights[..., None] * per_region).sum(axis=1)
+    expected = _dense(p["classifier"]["logits"], pooled)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(attention["region_score"], scores, rtol=1e-5)
+    np.testing.assert_allclose(attention["region_weight"], weights, rtol=1e-5)
+    # The weights are normalised: a weighted average, summing to 1 over the regions.
+    np.testing.assert_allclose(np.asarray(attention["region_weight"]).sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(attention["time_weight"], np.full((B, T), 1 / T), rtol=1e-6)
+
+
+def test_region_attention_with_equal_scores_is_region_mean():
+    x = _features(2)
+    ra, mean = heads.RegionAttention(num_classes=K), heads.RegionMean(num_classes=K)
+    ra_vars, mean_vars = _init(ra, x), _init(mean, x)
+    # A zero scoring kernel gives every region the same score: RA must reduce to the plain mean.
+    ra_params = jax.tree.map(lambda a: a, ra_vars["params"])
+    ra_params["region_score"]["dense"]["kernel"] = jnp.zeros_like(ra_params["region_score"]["dense"]["kernel"])
+    ra_params["classifier"] = mean_vars["params"]["classifier"]
+    ra_logits, _ = ra.apply({"params": ra_params}, x)
+    mean_logits, attention = mean.apply(mean_vars, x)
+    expected = _dense(mean_vars["params"]["classifier"]["logits"], x.mean(axis=(1, 2)))
+    np.testing.assert_allclose(mean_logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ra_logits, mean_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(attention["region_weight"], np.full((B, R), 1 / R), rtol=1e-6)
+
+
+def test_temporal_attention_matches_numpy_formula():
+    x = _features(3)
+    head = heads.TemporalAttention(num_classes=K)
+    variables = _init(head, x)
+    logits, attention = head.apply(variables, x)
+    p = variables["params"]
+    per_step = x.mean(axis=1)  # [B, T, C]
+    scores = _sigmoid(_dense(p["time_score"]["dense"], per_step)[..., 0])
+    weights = scores / scores.sum(axis=1, keepdims=True)
+    expected = _dense(p["classifier"]["logits"], (weights[..., None] * per_step).sum(axis=1))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(attention["time_weight"], weights, rtol=1e-5)
+    np.testing.assert_allclose(attention["region_weight"], np.full((B, R), 1 / R), rtol=1e-6)
+
+
+def test_temporal_region_attention_concatenates_both_vectors():
+    x = _features(4)
+    head = heads.TemporalRegionAttention(num_classes=K)
+    variables = _init(head, x)
+    p = variables["params"]
+    assert p["classifier"]["logits"]["kernel"].shape == (2 * C, K)
+    logits, attention = head.apply(variables, x)
+    per_region, per_step = x.mean(axis=2), x.mean(axis=1)
+    rs = _sigmoid(_dense(p["region_score"]["dense"], per_region)[..., 0])
+    ts = _sigmoid(_dense(p["time_score"]["dense"], per_step)[..., 0])
+    ra = ((rs / rs.sum(1, keepdims=True))[..., None] * per_region).sum(1)
+    ta = ((ts / ts.sum(1, keepdims=True))[..., None] * per_step).sum(1)
+    expected = _dense(p["classifier"]["logits"], np.concatenate([ra, ta], axis=-1))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    assert set(attention) == {"region_score", "region_weight", "time_score", "time_weight"}
+
+
+def test_single_region_sees_only_its_region():
+    x = _features(5)
+    head = heads.SingleRegion(num_classes=K, region_index=2)
+    variables = _init(head, x)
+    logits, attention = head.apply(variables, x)
+    expected = _dense(variables["params"]["classifier"]["logits"], x[:, 2].mean(axis=1))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    changed = x.copy()
+    changed[:, [0, 1, 3, 4]] += 10.0
+    np.testing.assert_array_equal(head.apply(variables, changed)[0], logits)
+    np.testing.assert_array_equal(attention["region_weight"], np.eye(R)[[2, 2, 2]])
+
+
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_region_mask_equals_dropping_the_region(name):
+    """A masked region contributes nothing: the same output as features without it."""
+    x = _features(6)
+    head = heads.build_head(name, K, num_heads=2)
+    variables = _init(head, x)
+    mask = np.ones((B, R), bool)
+    mask[:, 3] = False
+    masked_logits, attention = head.apply(variables, x, region_mask=jnp.asarray(mask))
+    dropped_logits, _ = head.apply(variables, np.delete(x, 3, axis=1))
+    np.testing.assert_allclose(masked_logits, dropped_logits, rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(attention["region_weight"])[:, 3] == 0)
+    np.testing.assert_allclose(np.asarray(attention["region_weight"]).sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_time_mask_equals_dropping_the_positions(name):
+    x = _features(7)
+    head = heads.build_head(name, K, num_heads=2)
+    variables = _init(head, x)
+    time_mask = np.ones((B, T), bool)
+    time_mask[:, -1] = False
+    masked_logits, attention = head.apply(variables, x, time_mask=jnp.asarray(time_mask))
+    dropped_logits, _ = head.apply(variables, x[:, :, :-1])
+    np.testing.assert_allclose(masked_logits, dropped_logits, rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(attention["time_weight"])[:, -1] == 0)
+
+
+def test_softmax_attention_is_a_distribution_per_head():
+    x = _features(8)
+    head = heads.SoftmaxAttention(num_classes=K, num_heads=3)
+    variables = _init(head, x)
+    logits, attention = head.apply(variables, x)
+    p = variables["params"]
+    per_region = x.mean(axis=2)
+    scores = _dense(p["region_score"], per_region)  # [B, R, H]
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    pooled = np.einsum("brh,brc->bhc", weights, per_region).reshape(B, -1)
+    np.testing.assert_allclose(logits, _dense(p["classifier"]["logits"], pooled), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(attention["region_weight_heads"], weights.transpose(0, 2, 1), rtol=1e-5)
+    np.testing.assert_allclose(attention["region_weight"], weights.mean(axis=2), rtol=1e-5)
+
+
+def test_every_head_has_the_common_signature():
+    x = _features(9)
+    for name in heads.HEADS:
+        head = heads.build_head(name, K, num_heads=2, region_index=1, unused_option=3)
+        logits, attention = head.apply(_init(head, x), x, None, None, train=False)
+        assert logits.shape == (B, K) and logits.dtype == jnp.float32, name
+        assert attention["region_weight"].shape == (B, R), name
+        assert attention["time_weight"].shape == (B, T), name
+
+
+def test_features_in_half_precision_are_computed_in_float32():
+    x = _features(10)
+    head = heads.RegionAttention(num_classes=K)
+    variables = _init(head, x)
+    logits16, _ = head.apply(variables, x.astype(np.float16))
+    logits32, _ = head.apply(variables, x.astype(np.float16).astype(np.float32))
+    assert logits16.dtype == jnp.float32
+    np.testing.assert_array_equal(logits16, logits32)
+
+
+def test_unknown_head_and_bad_shapes_are_clear_errors():
+    with pytest.raises(RajaxError, match="unknown head 'nope'"):
+        heads.build_head("nope", K)
+    head = heads.RegionAttention(num_classes=K)
+    with pytest.raises(ValueError, match=r"\[B, R, T', C\]"):
+        head.init(jax.random.key(0), jnp.zeros((B, R, C)))
+    with pytest.raises(ValueError, match="mask shape"):
+        head.init(jax.random.key(0), jnp.zeros((B, R, T, C)), region_mask=jnp.ones((B, R + 1), bool))

@@ -1,0 +1,175 @@
+"""The stages on real video files: fine-tune, extract, I3D alone, head, end-to-end, predict.
+
+Videos are written by PyAV (two classes told apart by brightness, plus one broken file that every
+stage must report, skip and count); the network is the thin random-weight I3D of configs/tiny.py.
+The commands run in this process through ``rajax.cli.main``; YOLO runs in its own process.
+"""
+
+import json
+from pathlib import Path
+
+import av
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from rajax import cli
+from rajax.data.features import load_features, read_index, read_meta
+from rajax.data.pipeline import load_video_regions
+from rajax.data.regions import REGION_NAMES
+from rajax.train import backbone, checkpoints
+from rajax.train.config import apply_overrides, load_config
+
+pytestmark = pytest.mark.xdist_group("video_stages")
+
+CLASSES = ("cereals", "coffee")
+COUNTS = (("train", 8), ("validation", 4), ("test", 4))
+
+
+def write_video(path: Path, label: int, seed: int, frames=20) -> None:
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for t in range(frames):
+            frame = np.full((48, 64, 3), 40 + 160 * label, np.uint8)
+            frame[:, (t * 3) % 56:(t * 3) % 56 + 8] = 255
+            frame += rng.integers(0, 20, frame.shape, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture(scope="session")
+def experiment(tmp_path_factory):
+    """Videos, a CSV, and stages 1 and 2 run in WORKDIR.
+
+    Session scope: xdist may interleave other modules' tests with these on the worker, and a
+    module-scoped fixture would then be torn down and built again (stage 1 twice).
+    """
+    root = tmp_path_factory.mktemp("video_stages")
+    rows = ["path,label,split"]
+    for split, count in COUNTS:
+        for i in range(count):
+            write_video(root / f"{split}_{i}.mp4", i % 2, seed=len(rows))
+            rows.append(f"{split}_{i}.mp4,{CLASSES[i % 2]},{split}")
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
+    rows.append("broken.mp4,coffee,test")
+    (root / "videos.csv").write_text("\n".join(rows) + "\n")
+    workdir = root / "run"
+    options = [f"--config.data.csv={root / 'videos.csv'}", "--config.eval_batch_size=4", "--no-progress"]
+    assert cli.main(["train", "tiny", "--workdir", str(workdir), "--config.stage=finetune", *options]) == 0
+    assert cli.main(["extract", "tiny", "--workdir", str(workdir), *options]) == 0
+    return {"root": root, "workdir": workdir, "options": options,
+            "config": apply_overrides(load_config("tiny"), {"data.csv": str(root / "videos.csv")})}
+
+
+def flat(tree):
+    return traverse_util.flatten_dict(jax.device_get(tree), sep="/")
+
+
+def test_finetuning_trains_the_top_blocks_and_exports_the_best_backbone(experiment):
+    config, workdir = experiment["config"], experiment["workdir"]
+    import rajax
+
+    model, exported = rajax.load_i3d(workdir / "finetune" / backbone.EXPORT_DIR)
+    assert model.num_classes == 10 and model.width_multiplier == 0.125
+    start = backbone.random_variables(backbone.i3d_model(config, 10), config.seed)  # where training began
+    best = checkpoints.restore_tree(workdir / "finetune" / checkpoints.BEST_DIR)
+    for path, value in flat(exported["params"]).items():
+        np.testing.assert_array_equal(value, flat(best["params"])[path])  # the export is the best state
+        top = path.split("/")[0] in ("Mixed_4f", "Mixed_5b", "Mixed_5c", "Logits")
+        changed = not np.array_equal(value, flat(start["params"])[path])
+        assert changed == top or (top and path.endswith("beta")), path
+    report = json.loads((workdir / "finetune/eval/test.json").read_text())
+    assert report["num_examples"] == 4  # the broken test video was skipped, not counted
+
+
+def test_extraction_stores_every_region_of_every_readable_video(experiment, capsys):
+    config, workdir = experiment["config"], experiment["workdir"]
+    store = workdir / "features"
+    meta = read_meta(store)
+    assert meta["region_names"] == list(REGION_NAMES)
+    assert (meta["num_positions"], meta["channels"]) == (1, 128)  # T=2 -> 1 position (VALID pool)
+    index = read_index(store)
+    assert sorted(e["video_id"] for e in index) == sorted(f"{s}_{i}" for s, n in COUNTS for i in range(n))
+    assert {e["split"] for e in index} == {"train", "validation", "test"}
+    # The stored features are the fine-tuned backbone's, computed here independently.
+    model, variables = backbone.load_backbone(config, workdir)
+    clips = load_video_regions(str(experiment["root"] / "test_1.mp4"), regions=REGION_NAMES,
+                               num_timesteps=2, timestep_length=8, size=32, output="uint8")
+    expected = jax.jit(lambda v, x: model.apply(v, x / 127.5 - 1.0, output="features"))(variables, clips)
+    np.testing.assert_allclose(load_features(store, "test_1"), expected, rtol=1e-4, atol=1e-5)
+    # Rerunning resumes: nothing is recomputed, the bad video is reported again.
+    capsys.readouterr()
+    assert cli.main(["extract", "tiny", "--workdir", str(workdir), *experiment["options"]]) == 0
+    out = capsys.readouterr().out
+    assert "0 video(s) written" in out and "16 already there, 1 unreadable, skipped" in out
+    assert "broken.mp4" in out
+
+
+def test_i3d_alone_on_stored_features_equals_stage_one_on_videos(experiment):
+    workdir = experiment["workdir"]
+    on_videos = json.loads((workdir / "finetune/eval/test.json").read_text())
+    assert cli.main(["evaluate", "tiny", "--workdir", str(workdir), "--stage", "finetune",
+                     *experiment["options"][:-1]]) == 0
+    on_features = json.loads((workdir / "finetune/eval/test.json").read_text())
+    assert on_features["num_examples"] == on_videos["num_examples"] == 4
+    assert on_features["loss"] == pytest.approx(on_videos["loss"], rel=1e-4)
+    assert on_features["confusion_matrix"] == on_videos["confusion_matrix"]
+
+
+def test_one_at_a_time_features_are_each_timestep_alone(experiment):
+    config = apply_overrides(experiment["config"], {"data.num_timesteps": "3"})
+    model, variables = backbone.load_backbone(config, experiment["workdir"])
+    clips = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 24, 32, 32, 3)).astype(np.float32))
+    features = jax.jit(lambda v, x: backbone.extract_features(model, v, x, "one_at_a_time", 8))(variables, clips)
+    assert features.shape == (2, 3, 128)
+    # The middle timestep through I3D on its own: the frames around it must not matter.
+    alone = jax.jit(lambda v, x: model.apply(v, x, output="features"))(variables, clips[:, 8:16])
+    np.testing.assert_allclose(features[:, 1], alone[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yolo_weights, tmp_path, capsys):
+    workdir = experiment["workdir"]
+    assert cli.main(["train", "tiny", "--workdir", str(workdir), "--config.train_head.batch_size=4",
+                     "--config.train_head.num_epochs=2", *experiment["options"]]) == 0
+    assert json.loads((workdir / "train_head/eval/test.json").read_text())["num_examples"] == 4
+    capsys.readouterr()
+    picture = tmp_path / "attention.png"
+    assert cli.main(["predict", str(dancer_video), "--workdir", str(workdir), "--json", "--visualize",
+                     str(picture), "--detector-weights", str(yolo_weights), "--detect-every", "150"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in result["regions"]] == list(REGION_NAMES)
+    assert sum(r["weight"] for r in result["regions"]) == pytest.approx(1.0, abs=1e-4)
+    assert all(0 < r["score"] < 1 for r in result["regions"])
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert result["activity"] == max(result["probabilities"], key=result["probabilities"].get)
+    # YOLO found the dancer: an actor square smaller than the 496-pixel square frame.
+    x0, y0, side = result["actor_square"]
+    assert 0 < side < 496 and 0 <= x0 <= 496 - side and 0 <= y0 <= 496 - side
+    assert picture.stat().st_size > 10_000
+
+
+def test_end_to_end_trains_backbone_top_blocks_and_head_together(experiment):
+    workdir = experiment["workdir"]
+    assert cli.main(["train", "tiny", "--workdir", str(workdir), "--stage", "end_to_end",
+                     *experiment["options"]]) == 0
+    trained = checkpoints.restore_tree(workdir / "end_to_end" / checkpoints.LATEST_DIR)
+    import rajax
+
+    _, start = rajax.load_i3d(workdir / "finetune" / backbone.EXPORT_DIR)
+    start_params, start_stats = flat(start["params"]), flat(start["batch_stats"])
+    for path, value in flat(trained["params"]["backbone"]).items():
+        top = path.split("/")[0] in ("Mixed_4f", "Mixed_5b", "Mixed_5c")
+        assert (not np.array_equal(value, start_params[path])) == top or path.endswith("beta"), path
+    for path, value in flat(trained["batch_stats"]["backbone"]).items():
+        if path.split("/")[0] not in ("Mixed_4f", "Mixed_5b", "Mixed_5c"):
+            np.testing.assert_array_equal(value, start_stats[path])
+    head_start = checkpoints.restore_tree(workdir / "train_head" / checkpoints.BEST_DIR)["params"]
+    assert flat(trained["params"]["head"]).keys() == flat(head_start).keys()
+    report = json.loads((workdir / "end_to_end/eval/test.json").read_text())
+    assert report["num_examples"] == 4 and len(report["mean_region_attention"]) == 11
