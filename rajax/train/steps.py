@@ -104,6 +104,19 @@ def select_trainable(labels: PyTree, new: PyTree, old: PyTree) -> PyTree:
     return jax.tree.map(lambda label, n, o: n if label == TRAINABLE else o, labels, new, old)
 
 
+def split_trainable(labels: PyTree, params: PyTree) -> tuple[list, list]:
+    """The leaves of ``params`` as (trainable, frozen) lists, in tree order."""
+    pairs = list(zip(jax.tree.leaves(labels), jax.tree.leaves(params)))
+    return [p for label, p in pairs if label == TRAINABLE], [p for label, p in pairs if label != TRAINABLE]
+
+
+def join_trainable(labels: PyTree, trainable: Sequence, frozen: Sequence, like: PyTree) -> PyTree:
+    """Inverse of :func:`split_trainable`: a tree shaped like ``like``."""
+    trainable, frozen = iter(trainable), iter(frozen)
+    leaves = [next(trainable) if label == TRAINABLE else next(frozen) for label in jax.tree.leaves(labels)]
+    return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
 def count_parameters(params: PyTree, labels: PyTree) -> dict[str, int]:
     counts = {TRAINABLE: 0, FROZEN: 0}
     for label, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(params)):
@@ -212,13 +225,20 @@ def train_step(
     devices = jax.lax.psum(1, AXIS)
     per_device_count = _global_count(mask) / devices
 
-    def loss_fn(params):
+    # Only the trainable leaves are differentiated: the frozen trunk then carries no tangents, so
+    # no backward pass is built for it at all (not merely masked out afterwards).
+    trainable, frozen = split_trainable(param_labels, state.params)
+
+    def loss_fn(trainable_leaves):
+        params = join_trainable(param_labels, trainable_leaves, frozen, state.params)
         logits, _, new_batch_stats = forward(params, state.batch_stats, batch, train=True, rng=device_key)
         losses = cross_entropy(logits, batch["label"])
         return jnp.sum(losses * mask) / per_device_count, (logits, new_batch_stats)
 
-    (loss, (logits, new_batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.pmean(grads, AXIS)
+    (loss, (logits, new_batch_stats)), trainable_grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    trainable_grads = jax.lax.pmean(trainable_grads, AXIS)
+    # The optimizer sees the whole tree; frozen leaves get zero gradients and are kept as they were.
+    grads = join_trainable(param_labels, trainable_grads, [jnp.zeros_like(p) for p in frozen], state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = select_trainable(param_labels, optax.apply_updates(state.params, updates), state.params)
     # BatchNorm statistics: averaged across devices for the layers that update them (the same
@@ -228,8 +248,6 @@ def train_step(
     batch_stats = select_trainable(batch_stats_labels, new_batch_stats, state.batch_stats)
 
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    trainable_grads = [g for g, label in zip(jax.tree.leaves(grads), jax.tree.leaves(param_labels))
-                       if label == TRAINABLE]
     metrics = {
         "loss": jax.lax.pmean(loss, AXIS),
         "accuracy": jax.lax.psum(jnp.sum(correct * mask), AXIS) / _global_count(mask),
