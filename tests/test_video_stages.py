@@ -22,8 +22,6 @@ from rajax.data.regions import REGION_NAMES
 from rajax.train import backbone, checkpoints
 from rajax.train.config import apply_overrides, load_config
 
-pytestmark = pytest.mark.xdist_group("video_stages")
-
 CLASSES = ("cereals", "coffee")
 COUNTS = (("train", 8), ("validation", 4), ("test", 4))
 
@@ -43,14 +41,8 @@ def write_video(path: Path, label: int, seed: int, frames=20) -> None:
             container.mux(packet)
 
 
-@pytest.fixture(scope="session")
-def experiment(tmp_path_factory):
-    """Videos, a CSV, and stages 1 and 2 run in WORKDIR.
-
-    Session scope: xdist may interleave other modules' tests with these on the worker, and a
-    module-scoped fixture would then be torn down and built again (stage 1 twice).
-    """
-    root = tmp_path_factory.mktemp("video_stages")
+def run_stages_one_and_two(root: Path) -> dict:
+    """Videos, a CSV, and stages 1 and 2 run in ROOT/run."""
     rows = ["path,label,split"]
     for split, count in COUNTS:
         for i in range(count):
@@ -71,7 +63,7 @@ def flat(tree):
     return traverse_util.flatten_dict(jax.device_get(tree), sep="/")
 
 
-def test_finetuning_trains_the_top_blocks_and_exports_the_best_backbone(experiment):
+def check_finetuning_trains_the_top_blocks_and_exports_the_best_backbone(experiment):
     config, workdir = experiment["config"], experiment["workdir"]
     import rajax
 
@@ -88,7 +80,7 @@ def test_finetuning_trains_the_top_blocks_and_exports_the_best_backbone(experime
     assert report["num_examples"] == 4  # the broken test video was skipped, not counted
 
 
-def test_extraction_stores_every_region_of_every_readable_video(experiment, capsys):
+def check_extraction_stores_every_region_of_every_readable_video(experiment, capsys):
     config, workdir = experiment["config"], experiment["workdir"]
     store = workdir / "features"
     meta = read_meta(store)
@@ -111,7 +103,7 @@ def test_extraction_stores_every_region_of_every_readable_video(experiment, caps
     assert "broken.mp4" in out
 
 
-def test_i3d_alone_on_stored_features_equals_stage_one_on_videos(experiment):
+def check_i3d_alone_on_stored_features_equals_stage_one_on_videos(experiment):
     workdir = experiment["workdir"]
     on_videos = json.loads((workdir / "finetune/eval/test.json").read_text())
     assert cli.main(["evaluate", "tiny", "--workdir", str(workdir), "--stage", "finetune",
@@ -122,9 +114,9 @@ def test_i3d_alone_on_stored_features_equals_stage_one_on_videos(experiment):
     assert on_features["confusion_matrix"] == on_videos["confusion_matrix"]
 
 
-def test_one_at_a_time_features_are_each_timestep_alone(experiment):
-    config = apply_overrides(experiment["config"], {"data.num_timesteps": "3"})
-    model, variables = backbone.load_backbone(config, experiment["workdir"])
+def test_one_at_a_time_features_are_each_timestep_alone():
+    config = apply_overrides(load_config("tiny"), {"data.num_timesteps": "3", "backbone.finetuned": "false"})
+    model, variables = backbone.load_backbone(config, "unused")  # random weights: no stage 1 needed
     clips = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 24, 32, 32, 3)).astype(np.float32))
     features = jax.jit(lambda v, x: backbone.extract_features(model, v, x, "one_at_a_time", 8))(variables, clips)
     assert features.shape == (2, 3, 128)
@@ -133,13 +125,13 @@ def test_one_at_a_time_features_are_each_timestep_alone(experiment):
     np.testing.assert_allclose(features[:, 1], alone[:, 0], rtol=1e-5, atol=1e-6)
 
 
-def test_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yolo_weights, tmp_path, capsys):
+def check_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yolo_weights, capsys):
     workdir = experiment["workdir"]
     assert cli.main(["train", "tiny", "--workdir", str(workdir), "--config.train_head.batch_size=4",
                      "--config.train_head.num_epochs=2", *experiment["options"]]) == 0
     assert json.loads((workdir / "train_head/eval/test.json").read_text())["num_examples"] == 4
     capsys.readouterr()
-    picture = tmp_path / "attention.png"
+    picture = experiment["root"] / "attention.png"
     assert cli.main(["predict", str(dancer_video), "--workdir", str(workdir), "--json", "--visualize",
                      str(picture), "--detector-weights", str(yolo_weights), "--detect-every", "150"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -154,7 +146,7 @@ def test_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yol
     assert picture.stat().st_size > 10_000
 
 
-def test_end_to_end_trains_backbone_top_blocks_and_head_together(experiment):
+def check_end_to_end_trains_backbone_top_blocks_and_head_together(experiment):
     workdir = experiment["workdir"]
     assert cli.main(["train", "tiny", "--workdir", str(workdir), "--stage", "end_to_end",
                      *experiment["options"]]) == 0
@@ -173,3 +165,14 @@ def test_end_to_end_trains_backbone_top_blocks_and_head_together(experiment):
     assert flat(trained["params"]["head"]).keys() == flat(head_start).keys()
     report = json.loads((workdir / "end_to_end/eval/test.json").read_text())
     assert report["num_examples"] == 4 and len(report["mean_region_attention"]) == 11
+
+
+def test_the_stages_on_real_videos(tmp_path, capsys, dancer_video, yolo_weights):
+    """One chain, in order (each step needs the one before): a test per stage would build stage 1
+    again on every xdist worker that picks one up."""
+    experiment = run_stages_one_and_two(tmp_path)
+    check_finetuning_trains_the_top_blocks_and_exports_the_best_backbone(experiment)
+    check_extraction_stores_every_region_of_every_readable_video(experiment, capsys)
+    check_i3d_alone_on_stored_features_equals_stage_one_on_videos(experiment)
+    check_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yolo_weights, capsys)
+    check_end_to_end_trains_backbone_top_blocks_and_head_together(experiment)

@@ -185,30 +185,27 @@ def init_head(head, config, num_regions: int, num_positions: int, channels: int)
     return jax.device_get(head.init(jax.random.key(config.seed), dummy)["params"])
 
 
-def _store_meta(store: Path) -> dict:
-    from rajax.data.features import read_meta
-
-    return read_meta(store)
-
-
 def feature_batches(config, store: Path, split: str, batch_size: int, *, epoch: int = 0,
                     train: bool = False, regions=None):
-    """Batches {features, label, mask} of a split of the feature store (numpy)."""
+    """The tf.data dataset of {features, label, mask} batches of a split of the feature store.
+
+    Training: shuffled by (seed, epoch), full batches only. Evaluation: in order, the last batch
+    padded with mask 0. Always deterministic (a resumed epoch sees the same batches).
+    """
     from rajax.data.features import features_dataset
 
-    dataset = features_dataset(store, batch_size=batch_size, split=split, regions=regions,
-                               shuffle=train, seed=config.seed, epoch=epoch, drop_remainder=train,
-                               shard="auto", deterministic=True)
-    return dataset
+    return features_dataset(store, batch_size=batch_size, split=split, regions=regions,
+                            shuffle=train, seed=config.seed, epoch=epoch, drop_remainder=train,
+                            shard="auto", deterministic=True)
 
 
 def train_head(config, workdir) -> tuple[Task, Data]:
-    from rajax.data.features import read_index
+    from rajax.data.features import read_index, read_meta
 
-    store = features_dir(config, workdir)
-    meta = _store_meta(store)
+    head = build_head(config)  # config mistakes first, before touching the store
     regions = region_names(config)
-    head = build_head(config)
+    store = features_dir(config, workdir)
+    meta = read_meta(store)
     params = init_head(head, config, len(regions), meta["num_positions"], meta["channels"])
     batch = per_host_batch(config.train_head.batch_size, "train_head.batch_size")
     eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
