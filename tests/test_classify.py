@@ -80,3 +80,11 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, weights_dir):
         assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
         assert lines[0].startswith(f"rajax classify: error: {path}"), lines[0]
         assert problem in lines[0], lines[0]
+
+
+def test_shipped_label_list_is_deepminds(kinetics_labels_file):
+    import rajax
+
+    expected = [line.strip() for line in kinetics_labels_file.read_text().splitlines() if line.strip()]
+    assert rajax.kinetics400_labels() == expected
+    assert len(expected) == 400
