@@ -7,16 +7,14 @@ fine-tuned I3D alone (its own classifier on the stored features of ``finetune.ev
 
 from __future__ import annotations
 
-from rajax.train.config import add_override_arguments
+from rajax.train.config import add_experiment_arguments, add_override_arguments
 
 HELP = "evaluate a trained stage on a split (accuracy, per-class, confusion matrix, attention)"
 STAGES = ("finetune", "train_head", "end_to_end")
 
 
 def add_arguments(parser) -> None:
-    parser.usage = f"rajax {parser.prog.split()[-1]} CONFIG --workdir DIR [options] [--config.KEY VALUE ...]"
-    parser.add_argument("config", help="config file (configs/NAME.py) or experiment name")
-    parser.add_argument("--workdir", required=True, help="experiment directory")
+    add_experiment_arguments(parser, workdir_help="experiment directory")
     parser.add_argument("--stage", choices=STAGES, help="stage to evaluate (default: config.stage)")
     parser.add_argument("--split", default=None, help="split (default: config.data.test_split)")
     parser.add_argument("--checkpoint", default="best", help="best (default), latest, or a step number")
@@ -25,9 +23,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tf.data feeds the batches; keep its logs quiet
     from rajax.errors import RajaxError
     from rajax.train.config import config_from_args
 

@@ -7,15 +7,13 @@ Reads the fine-tuned backbone from ``DIR/finetune/backbone`` (or the Kinetics-40
 
 from __future__ import annotations
 
-from rajax.train.config import add_override_arguments
+from rajax.train.config import add_experiment_arguments, add_override_arguments
 
 HELP = "extract per-region I3D features of every video into the feature store (stage 2)"
 
 
 def add_arguments(parser) -> None:
-    parser.usage = f"rajax {parser.prog.split()[-1]} CONFIG --workdir DIR [options] [--config.KEY VALUE ...]"
-    parser.add_argument("config", help="config file (configs/NAME.py) or experiment name")
-    parser.add_argument("--workdir", required=True, help="experiment directory")
+    add_experiment_arguments(parser, workdir_help="experiment directory")
     parser.add_argument("--split", action="append", dest="splits", metavar="SPLIT",
                         help="split to extract (repeatable; default: train, validation and test)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -23,9 +21,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tf.data feeds the batches; keep its logs quiet
     from rajax.train.config import config_from_args
 
     config = config_from_args(args)

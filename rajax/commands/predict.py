@@ -54,7 +54,6 @@ def _actor_square(args, config):
 
 def run(args) -> int:
     import json
-    import os
     from pathlib import Path
 
     from rajax.errors import RajaxError
@@ -65,7 +64,6 @@ def run(args) -> int:
     config = read_config_json(Path(args.workdir) / "config.json")
     # Detection first: its process must never share an interpreter with TensorFlow.
     actor_square = _actor_square(args, config)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from rajax.train import inference
 
     result = inference.predict_video(args.workdir, args.video, stage=args.stage,

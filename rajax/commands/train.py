@@ -12,25 +12,20 @@ Rerunning the same command resumes from the newest checkpoint.
 
 from __future__ import annotations
 
-from rajax.train.config import add_override_arguments
+from rajax.train.config import add_experiment_arguments, add_override_arguments
 
 HELP = "train a stage: I3D fine-tuning, a head on stored features, or end-to-end"
 STAGES = ("finetune", "train_head", "end_to_end")
 
 
 def add_arguments(parser) -> None:
-    parser.usage = f"rajax {parser.prog.split()[-1]} CONFIG --workdir DIR [options] [--config.KEY VALUE ...]"
-    parser.add_argument("config", help="config file (configs/NAME.py) or experiment name")
-    parser.add_argument("--workdir", required=True, help="experiment directory (created; resumed if it exists)")
+    add_experiment_arguments(parser, workdir_help="experiment directory (created; resumed if it exists)")
     parser.add_argument("--stage", choices=STAGES, help="stage to run (default: config.stage)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_override_arguments(parser)
 
 
 def run(args) -> int:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tf.data feeds the batches; keep its logs quiet
     from rajax.train.config import config_from_args
 
     config = config_from_args(args)

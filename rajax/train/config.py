@@ -140,6 +140,13 @@ def apply_overrides(config, overrides: dict[str, str]):
     return config
 
 
+def add_experiment_arguments(parser: argparse.ArgumentParser, workdir_help: str) -> None:
+    """The CONFIG and --workdir arguments every experiment command (train, extract, evaluate) takes."""
+    parser.usage = f"rajax {parser.prog.split()[-1]} CONFIG --workdir DIR [options] [--config.KEY VALUE ...]"
+    parser.add_argument("config", help="config file (configs/NAME.py) or experiment name")
+    parser.add_argument("--workdir", required=True, help=workdir_help)
+
+
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--config.KEY VALUE`` option per field of the base config (values stay strings)."""
     base_file = CONFIGS_DIR / "base.py"
