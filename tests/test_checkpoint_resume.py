@@ -150,7 +150,8 @@ def test_training_outputs(tmp_path, store):
     assert saved["head"]["name"] == "region_mean" and saved["train_head"]["num_epochs"] == 2
     records = metrics.read_metrics(run_dir)
     train = [r for r in records if r["split"] == "train"]
-    assert {"loss", "accuracy", "learning_rate", "grad_norm", "steps_per_second", "epoch"} <= set(train[0])
+    assert {"loss", "accuracy", "learning_rate", "grad_norm", "steps_per_second", "epoch",
+            "device_idle_fraction", "input_wait_fraction"} <= set(train[0])
     assert train[0]["learning_rate"] == pytest.approx(1e-3)
     validation = [r for r in records if r["split"] == "validation"]
     assert [r["step"] for r in validation] == [16, 32]

@@ -32,26 +32,72 @@ def _tiny(**overrides):
     return apply_overrides(load_config("tiny"), {k: str(v) for k, v in overrides.items()})
 
 
-def _finetune_step(config, seed=0):
-    """(labels, params/stats before, state after one pmapped step) for the tiny fine-tuning model."""
-    model, variables = backbone.finetune_model(config, len(config.classes), seed)
-    rules = steps.rules_from_config(config.finetune)
-    labels = steps.parameter_labels(variables["params"], rules)
-    stats_labels = trainer.batch_stats_labels(variables["batch_stats"], rules, config.finetune.update_batch_stats)
-    schedule = steps.learning_rate_schedule(config.finetune.optimizer, 10)
-    tx = steps.masked_optimizer(steps.build_optimizer(config.finetune.optimizer, schedule), labels)
-    state = steps.create_train_state(variables["params"], variables["batch_stats"], tx, seed)
-    before = jax.device_get(state)
-    step = steps.pmap_train_step(forward=stages.i3d_forward(model), tx=tx, param_labels=labels,
-                                 batch_stats_labels=stats_labels, schedule=schedule)
+def _finetune_batch(seed=0):
     rng = np.random.default_rng(seed)
-    batch = {
+    return {
         "frames": rng.integers(0, 256, (DEVICES, 1, 16, 32, 32, 3), dtype=np.uint8),
         "label": rng.integers(0, 10, (DEVICES, 1)).astype(np.int32),
         "mask": np.ones((DEVICES, 1), np.float32),
     }
-    after, metrics = step(steps.replicate(state), batch)
+
+
+def _finetune_steps(config, seed=0):
+    """(model, initial state, train step, eval step, labels) of the tiny fine-tuning stage."""
+    model, variables = backbone.finetune_model(config, len(config.classes), seed)
+    task = trainer.Task(stages.i3d_forward(model), variables["params"], variables["batch_stats"])
+    state, train_fn, eval_fn, labels = trainer.stage_steps(task, config.finetune, seed, total_steps=10)
+    return model, state, train_fn, eval_fn, labels
+
+
+def _finetune_step(config, seed=0):
+    """(labels, params/stats before, state after one pmapped step) for the tiny fine-tuning model."""
+    model, state, step, _, labels = _finetune_steps(config, seed)
+    rules = steps.rules_from_config(config.finetune)
+    stats_labels = trainer.batch_stats_labels(state.batch_stats, rules, config.finetune.update_batch_stats)
+    before = jax.device_get(state)
+    after, metrics = step(steps.replicate(state), _finetune_batch(seed))
     return model, labels, stats_labels, before, jax.device_get(after), jax.device_get(metrics)
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+
+
+def test_the_frozen_trunk_gets_no_backward_pass():
+    """XLA's own FLOP count of the compiled steps: the stage-1 step costs the forward pass plus
+    the backward of the top blocks only; training every layer costs well over twice the forward."""
+    batch = _finetune_batch()
+    _, state, train_fn, eval_fn, _ = _finetune_steps(_tiny())
+    replicated = steps.replicate(state)
+    forward = _flops(eval_fn.lower(replicated, batch).compile())
+    stage1 = _flops(train_fn.lower(replicated, batch).compile())
+    _, state, train_all, _, _ = _finetune_steps(_tiny(**{"finetune.trainable": ".*", "finetune.frozen": ""}))
+    everything = _flops(train_all.lower(steps.replicate(state), batch).compile())
+    assert forward < stage1 < 1.3 * forward
+    assert everything > 2 * forward
+
+
+def test_the_train_step_compiles_once():
+    compiled = []
+
+    def count(name, seconds, **kwargs):
+        if name.endswith("backend_compile_duration"):
+            compiled.append(name)
+
+    _, state, train_fn, _, _ = _finetune_steps(_tiny())
+    replicated = steps.replicate(state)
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        for seed in range(4):  # a new host batch every step, as from the input pipeline
+            replicated, metrics = train_fn(replicated, _finetune_batch(seed))
+            jax.block_until_ready(metrics)
+            if seed == 0:
+                first_step = len(compiled)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert first_step >= 1
+    assert len(compiled) == first_step, "the train step compiled again after its first call"
 
 
 def _bits_equal(a, b):

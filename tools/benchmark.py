@@ -11,8 +11,9 @@ What it measures (on whatever backend JAX finds; PyTorch on the matching device)
   rajax.reference.architecture: 2 x 111.15 GMACs per 64 x 224 x 224 clip); rajax float32 and
   bfloat16 with each optimisation option, PyTorch eager (NCTHW and channels_last_3d, float32 and
   bf16 autocast) and, on a GPU, torch.compile (channels_last_3d, bf16 autocast);
-* the stage-1 training step (Mixed_4f, Mixed_5b, Mixed_5c and a new 10-way classifier trained,
-  everything below frozen with its BatchNorm moving averages), rajax and PyTorch;
+* the stage-1 training step as ``rajax train`` runs it (rajax.train.trainer.stage_steps on
+  configs/base.py: Mixed_4f, Mixed_5b, Mixed_5c and a new 10-way classifier trained, everything
+  below frozen with its BatchNorm moving averages; uint8 frames in), rajax and PyTorch;
 * one Breakfast-sized video end to end: 11 regions x 512 frames of a real video decoded, cropped
   and resized by rajax.data, then I3D features of every region: seconds per video;
 * peak device memory of a stage-1 step at batch 4 x 512 frames (CPU: XLA's memory analysis of the
@@ -249,7 +250,8 @@ def rajax_variants_available() -> dict[str, dict]:
 # PyTorch contenders
 
 
-def torch_forward_contenders(model_f32, clips_ncthw: torch.Tensor, on_gpu: bool, dtypes) -> dict:
+def torch_forward_contenders(model_f32, clips_ncthw: torch.Tensor, on_gpu: bool, dtypes,
+                             compile: bool) -> dict:
     """name -> (dtype, callable returning features [B, T', C] as float32 numpy-able tensor)."""
     import copy
 
@@ -279,7 +281,7 @@ def torch_forward_contenders(model_f32, clips_ncthw: torch.Tensor, on_gpu: bool,
             "bfloat16",
             run(cl_model, cl_clips, torch.bfloat16),
         )
-    if on_gpu:
+    if compile:
         compiled = torch.compile(cl_model)
         if "float32" in dtypes:
             contenders["torch.compile channels_last_3d"] = ("float32", run(compiled, cl_clips))
@@ -329,7 +331,7 @@ def bench_forward(args, variables, torch_model, compile_counter, on_gpu) -> dict
             print(f"  compiled {name} in {compile_s:.1f} s", flush=True)
     if not args.no_torch:
         for name, (dtype_name, fn) in torch_forward_contenders(
-            torch_model, clips_torch, on_gpu, args.dtypes
+            torch_model, clips_torch, on_gpu, args.dtypes, args.torch_compile
         ).items():
             start = time.perf_counter()
             outputs[name] = fn().float().cpu().numpy()
@@ -383,68 +385,46 @@ def _ratios(results: dict) -> dict:
 # Stage-1 training step
 
 
-def _split_trainable(params: dict, trainable: tuple[str, ...]) -> tuple[dict, dict]:
-    train = {k: v for k, v in params.items() if k in trainable}
-    frozen = {k: v for k, v in params.items() if k not in trainable}
-    return train, frozen
+@functools.cache
+def _stage1_model():
+    """Stage 1 as rajax trains it (configs/base.py): Kinetics-400 I3D with a fresh 10-way Logits
+    layer; the paper's rules train Mixed_4f, Mixed_5b, Mixed_5c and Logits, the rest is frozen."""
+    from rajax.train import backbone
+    from rajax.train.config import load_config
+
+    config = load_config("base")
+    model, variables = backbone.finetune_model(config, FINE_TUNED_CLASSES, seed=1)
+    return config, model, variables
 
 
-def rajax_train_step(variables, dtype_name: str, remat: bool, conv: str, donate: bool,
-                     fuse_1x1: bool = False):
-    """Stage 1 as the paper trains it: Mixed_4f, Mixed_5b, Mixed_5c and a new 10-way classifier.
+def rajax_train_step(dtype_name: str, remat: bool, conv: str, donate: bool, fuse_1x1: bool = False):
+    """The step ``rajax train`` runs for stage 1: ``rajax.train.steps.train_step`` pmapped over
+    the local devices, built by ``rajax.train.trainer.stage_steps`` from the base config.
 
-    Returns (state, frozen_params, step) with step = jit((state, frozen_params, clips, labels) ->
-    (state, loss)); the frozen blocks keep their BatchNorm moving averages.
+    Returns (replicated state, step) with step(state, batch) -> (state, metrics); batches are
+    dicts of uint8 ``frames``, ``label`` and ``mask`` split over the devices, as in training.
     """
-    import jax
-    import jax.numpy as jnp
-    import optax
+    from rajax.models.i3d import FINE_TUNED_BLOCKS
+    from rajax.train import stages, steps, trainer
+    from rajax.train.backbone import compute_dtype
 
-    from rajax.models.i3d import FINE_TUNED_BLOCKS, InceptionI3d
+    config, model, variables = _stage1_model()
+    model = model.clone(dtype=compute_dtype(dtype_name), conv_impl=conv, fuse_1x1=fuse_1x1,
+                        remat_blocks=FINE_TUNED_BLOCKS if remat else ())
+    task = trainer.Task(stages.i3d_forward(model), variables["params"], variables["batch_stats"])
+    state, train_fn, _, _ = trainer.stage_steps(task, config.finetune, config.seed, total_steps=10_000,
+                                                donate=donate)
+    return steps.replicate(state), train_fn
 
-    dtype = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
-    model = InceptionI3d(
-        num_classes=FINE_TUNED_CLASSES,
-        dtype=dtype,
-        batch_norm_train_blocks=FINE_TUNED_BLOCKS,
-        remat_blocks=FINE_TUNED_BLOCKS if remat else (),
-        fuse_1x1=fuse_1x1,
-        conv_impl=conv,
-    )
-    trainable = FINE_TUNED_BLOCKS + ("Logits",)
-    rng = np.random.default_rng(1)
-    params = dict(variables["params"])
-    # The new 10-way classifier replaces the Kinetics one.
-    params["Logits"] = {"Conv3d_0c_1x1": {
-        "kernel": jnp.asarray(rng.normal(0, 0.01, (1, 1, 1, 1024, FINE_TUNED_CLASSES)), jnp.float32),
-        "bias": jnp.zeros((FINE_TUNED_CLASSES,), jnp.float32),
-    }}
-    train_params, frozen_params = _split_trainable(params, trainable)
-    optimizer = optax.adam(1e-3)
-    state = {
-        "params": train_params,
-        "opt_state": optimizer.init(train_params),
-        "batch_stats": variables["batch_stats"],
+
+def stage1_batch(batch: int, frames: int, size: int, seed: int = 2) -> dict[str, np.ndarray]:
+    """A stage-1 batch as the training pipeline sends it: uint8 frames, labels, mask."""
+    rng = np.random.default_rng(seed)
+    return {
+        "frames": rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8),
+        "label": rng.integers(0, FINE_TUNED_CLASSES, batch).astype(np.int32),
+        "mask": np.ones((batch,), np.float32),
     }
-
-    def loss_fn(train_params, frozen_params, batch_stats, clips, labels):
-        logits, updates = model.apply(
-            {"params": train_params | frozen_params, "batch_stats": batch_stats},
-            clips, train=True, output="logits", mutable=["batch_stats"],
-        )
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, updates["batch_stats"]
-
-    def step(state, frozen_params, clips, labels):
-        # Gradients only for the trainable blocks: the frozen trunk's backward is never built.
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], frozen_params, state["batch_stats"], clips, labels
-        )
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt_state": opt_state, "batch_stats": batch_stats}, loss
-
-    return state, frozen_params, jax.jit(step, donate_argnums=(0,) if donate else ())
 
 
 TRAIN_VARIANTS = {
@@ -463,7 +443,7 @@ class TorchStage1:
     """The same stage-1 step in PyTorch: frozen trunk in eval mode under no_grad, trainable
     blocks in train mode (BatchNorm batch statistics), new 10-way classifier, Adam."""
 
-    def __init__(self, model, device: str, autocast_dtype=None, channels_last=False):
+    def __init__(self, model, device: str, autocast_dtype=None, channels_last=False, compile=False):
         import copy
 
         from rajax.reference.torch_i3d import InceptionI3d as TorchI3d
@@ -479,29 +459,42 @@ class TorchStage1:
         for module in self.trainable:
             for p in module.parameters():
                 p.requires_grad_(True)
-        self.optimizer = torch.optim.Adam([p for m in self.trainable for p in m.parameters()], lr=1e-3)
+        # configs/base.py's stage 1: Adam 1e-4 with L2 weight decay 1e-5, dropout 0.5 before Logits.
+        self.optimizer = torch.optim.Adam([p for m in self.trainable for p in m.parameters()], lr=1e-4,
+                                          weight_decay=1e-5)
         self.device = device
         self.autocast_dtype = autocast_dtype
+        self.channels_last = channels_last
+        # torch.compile: the loss (forward, and through AOTAutograd its backward); Adam stays eager.
+        self.loss = torch.compile(self._loss) if compile else self._loss
 
-    def step(self, clips, labels):
+    def _loss(self, frames, labels):
         m = self.model
-        m.eval()
-        for module in self.trainable:
-            module.train()
         autocast = (
             torch.autocast(self.device, dtype=self.autocast_dtype)
             if self.autocast_dtype is not None else contextlib.nullcontext()
         )
         with autocast:
             with torch.no_grad():
+                clips = frames.float() / 127.5 - 1.0
+                if self.channels_last:
+                    clips = clips.contiguous(memory_format=torch.channels_last_3d)
                 x = m.trunk(clips, until="Mixed_4e")
             x = m.Mixed_4f(x)
             x = m.MaxPool3d_5a_2x2(x)
             x = m.Mixed_5b(x)
             x = m.Mixed_5c(x)
             x = torch.nn.functional.avg_pool3d(x, avg_pool_kernel(*x.shape[2:]), stride=1)
+            x = torch.nn.functional.dropout(x, 0.5, training=True)
             logits = m.logits(x).mean(dim=(2, 3, 4))
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            return torch.nn.functional.cross_entropy(logits.float(), labels)
+
+    def step(self, frames, labels):
+        """``frames``: uint8 [b, 3, t, h, w], like rajax's step takes them."""
+        self.model.eval()
+        for module in self.trainable:
+            module.train()
+        loss = self.loss(frames, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -510,16 +503,23 @@ class TorchStage1:
         return loss
 
 
-def bench_train(args, variables, torch_model, compile_counter, on_gpu) -> dict:
+def _on_devices(batch: dict) -> dict:
+    """A host batch split over the local devices and placed there once (the timed steps then
+    measure computation, as the PyTorch peer's inputs also sit on its device)."""
     import jax
-    import jax.numpy as jnp
+
+    from rajax.train import steps
+
+    return jax.pmap(lambda tree: tree, axis_name=steps.AXIS)(steps.shard(batch))
+
+
+def bench_train(args, torch_model, compile_counter, on_gpu) -> dict:
+    import jax
 
     from rajax.reference.architecture import train_step_macs
 
-    rng = np.random.default_rng(2)
-    shape = (args.train_batch, args.train_frames, args.size, args.size, 3)
-    clips = jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32))
-    labels = jnp.asarray(rng.integers(0, FINE_TUNED_CLASSES, args.train_batch), jnp.int32)
+    host_batch = stage1_batch(args.train_batch, args.train_frames, args.size)
+    batch = _on_devices(host_batch)
     flops_per_clip = 2 * train_step_macs(args.train_frames, args.size, args.size, FINE_TUNED_CLASSES)
 
     contenders, meta, states = {}, {}, {}
@@ -527,43 +527,49 @@ def bench_train(args, variables, torch_model, compile_counter, on_gpu) -> dict:
         dtype_name, remat, conv, donate, fuse = TRAIN_VARIANTS[name]
         if dtype_name not in args.dtypes:
             continue
-        state, frozen, step = rajax_train_step(variables, dtype_name, remat, conv, donate, fuse)
+        state, step = rajax_train_step(dtype_name, remat, conv, donate, fuse)
         start = time.perf_counter()
-        compiled = step.lower(state, frozen, clips, labels).compile()
+        compiled = step.lower(state, batch).compile()
         compile_s = time.perf_counter() - start
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        # Own copies: a donated state is deleted by the step, and variants must not share arrays.
-        states[name] = jax.tree.map(lambda a: jnp.array(a, copy=True), state)
-        meta_entry = {
+        states[name] = state
+        meta[f"rajax {name}"] = {
             "framework": "rajax", "dtype": dtype_name, "remat": remat, "conv": conv,
             "donate": donate, "fuse_1x1": fuse, "compile_s": compile_s,
             "xla_cost_analysis_flops_per_clip": (cost or {}).get("flops", float("nan")) / args.train_batch,
         }
 
-        def run(name=name, step=step, frozen=frozen):
-            states[name], loss = step(states[name], frozen, clips, labels)
-            loss.block_until_ready()
+        # The pmapped step itself, not `compiled`: what training calls, cache hits included.
+        def run(name=name, step=step):
+            states[name], metrics = step(states[name], batch)
+            jax.block_until_ready(metrics)
 
         contenders[f"rajax {name}"] = run
-        meta[f"rajax {name}"] = meta_entry
         print(f"  compiled rajax train step {name} in {compile_s:.1f} s", flush=True)
 
     if not args.no_torch:
         device = "cuda" if on_gpu else "cpu"
-        tclips = torch.from_numpy(np.ascontiguousarray(np.asarray(clips).transpose(0, 4, 1, 2, 3))).to(device)
-        tlabels = torch.from_numpy(np.array(labels)).long().to(device)
+        tframes = torch.from_numpy(np.ascontiguousarray(host_batch["frames"].transpose(0, 4, 1, 2, 3))).to(device)
+        tlabels = torch.from_numpy(host_batch["label"]).long().to(device)
         if "float32" in args.dtypes:
             runner = TorchStage1(torch_model, device)
-            contenders["torch eager f32"] = lambda r=runner: r.step(tclips, tlabels)
+            contenders["torch eager f32"] = lambda r=runner: r.step(tframes, tlabels)
             meta["torch eager f32"] = {"framework": "torch", "dtype": "float32"}
         if "bfloat16" in args.dtypes:
             runner_bf16 = TorchStage1(torch_model, device, torch.bfloat16, channels_last=True)
-            tclips_cl = tclips.contiguous(memory_format=torch.channels_last_3d)
             contenders["torch eager channels_last_3d bf16-autocast"] = (
-                lambda r=runner_bf16: r.step(tclips_cl, tlabels)
+                lambda r=runner_bf16: r.step(tframes, tlabels)
             )
             meta["torch eager channels_last_3d bf16-autocast"] = {"framework": "torch", "dtype": "bfloat16"}
+            if args.torch_compile:
+                compiled = TorchStage1(torch_model, device, torch.bfloat16, channels_last=True, compile=True)
+                start = time.perf_counter()
+                compiled.step(tframes, tlabels)  # compiles
+                name = "torch.compile channels_last_3d bf16-autocast"
+                contenders[name] = lambda r=compiled: r.step(tframes, tlabels)
+                meta[name] = {"framework": "torch", "dtype": "bfloat16", "compile_s": time.perf_counter() - start}
+                print(f"  compiled {name} in {meta[name]['compile_s']:.1f} s", flush=True)
 
     with compile_counter.counting() as counter:
         timings = time_round_robin(contenders, args.warmup, args.train_repeats)
@@ -586,19 +592,22 @@ def bench_train(args, variables, torch_model, compile_counter, on_gpu) -> dict:
 # Peak memory of the paper's stage-1 step (batch 4 x 512 frames)
 
 
-def bench_memory(args, variables, on_gpu) -> dict:
+def bench_memory(args, on_gpu) -> dict:
     import jax
-    import jax.numpy as jnp
 
-    shape = (args.memory_batch, args.memory_frames, 224, 224, 3)
+    devices = jax.local_device_count()
+    batch_shapes = {
+        "frames": jax.ShapeDtypeStruct((devices, args.memory_batch // devices, args.memory_frames, 224, 224, 3),
+                                       np.uint8),
+        "label": jax.ShapeDtypeStruct((devices, args.memory_batch // devices), np.int32),
+        "mask": jax.ShapeDtypeStruct((devices, args.memory_batch // devices), np.float32),
+    }
     results = {}
     for name in args.memory_variants:
         dtype_name, remat, conv, donate, fuse = TRAIN_VARIANTS[name]
-        state, frozen, step = rajax_train_step(variables, dtype_name, remat, conv, donate, fuse)
-        clips = jax.ShapeDtypeStruct(shape, jnp.float32)
-        labels = jax.ShapeDtypeStruct((args.memory_batch,), jnp.int32)
+        state, step = rajax_train_step(dtype_name, remat, conv, donate, fuse)
         start = time.perf_counter()
-        compiled = step.lower(state, frozen, clips, labels).compile()
+        compiled = step.lower(state, batch_shapes).compile()
         entry: dict[str, Any] = {"compile_s": time.perf_counter() - start}
         analysis = compiled.memory_analysis()
         if analysis is not None:
@@ -613,15 +622,13 @@ def bench_memory(args, variables, on_gpu) -> dict:
             )
         if on_gpu:
             device = jax.devices()[0]
-            real_clips = jnp.zeros(shape, jnp.float32)
-            real_labels = jnp.zeros((args.memory_batch,), jnp.int32)
-            state = jax.tree.map(lambda a: jnp.array(a, copy=True), state)
+            batch = _on_devices(stage1_batch(args.memory_batch, args.memory_frames, 224))
             for _ in range(2):
-                state, loss = compiled(state, frozen, real_clips, real_labels)
-            loss.block_until_ready()
+                state, metrics = step(state, batch)
+            jax.block_until_ready(metrics)
             stats = device.memory_stats() or {}
             entry["device_peak_bytes_in_use"] = stats.get("peak_bytes_in_use")
-            del real_clips
+            del batch, state
         results[name] = entry
         print(f"  memory {name}: {entry.get('xla_planned_peak_bytes', 0) / 2**30:.2f} GiB planned",
               flush=True)
@@ -837,6 +844,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="PyTorch intra-op threads (default: the cores JAX sees)")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time torch.compile (channels_last_3d) contenders (default: on a GPU only)")
     p.add_argument("--json", default=None, help="result file (default bench_results/benchmark-<backend>-<time>.json)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -850,6 +859,8 @@ def finish_defaults(args, on_gpu: bool) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, quick_value if quick else (gpu_value if on_gpu and gpu_value is not None else cpu_value))
 
+    if args.torch_compile is None:
+        args.torch_compile = on_gpu
     default("frames", 16, 64)
     default("size", 112, 224)
     default("batch", 1, 1, 8)
@@ -918,8 +929,8 @@ def main(argv=None) -> int:
     sections = [
         ("peak", lambda: {d: measured_matmul_peak(d, on_gpu) for d in args.dtypes}, "matmul_peak_tflops"),
         ("forward", lambda: bench_forward(args, variables, torch_model, counter, on_gpu), "forward"),
-        ("train", lambda: bench_train(args, variables, torch_model, counter, on_gpu), "train"),
-        ("memory", lambda: bench_memory(args, variables, on_gpu), "memory"),
+        ("train", lambda: bench_train(args, torch_model, counter, on_gpu), "train"),
+        ("memory", lambda: bench_memory(args, on_gpu), "memory"),
         ("video", lambda: bench_video(args, variables, torch_model, on_gpu), "video"),
         ("flags", lambda: bench_xla_flags(args), "xla_flags"),
     ]

@@ -14,6 +14,11 @@ as the paper does (T=64 timesteps of L=8 frames, 512 frames per clip, regions re
   320x240, 1800 frames at 15 fps, MPEG-4): the bytes of the encoded video and of its frames as
   JPEG (240x240 central squares, as the TFDS builders store them), one-thread decoding cost of a
   512-frame sample from each, and the training pipeline's rate from the file vs from TFDS.
+- ``training``: ``rajax train`` stage 1 (Kinetics-400 I3D, the real tf.data pipeline reading the
+  video ``--train-videos`` times, one random region per video) for one epoch: the share of the
+  time the devices sat idle waiting for the next step (``device_idle_fraction`` in
+  ``metrics.jsonl``, see ``rajax.train.idle``), the share of the time the host waited for a batch,
+  and seconds per step. On a CPU the "device" shares the cores with the pipeline.
 
 Every figure is the median over ``--repeats`` runs. Prints a short table and writes JSON.
 
@@ -185,6 +190,45 @@ def storage(path: str, args, workdir: Path) -> dict:
     }
 
 
+def training(path: str, args, workdir: Path) -> dict:
+    """One epoch of stage-1 fine-tuning through the real trainer; idle figures from its log."""
+    from rajax.train import metrics, stages
+    from rajax.train.config import apply_overrides, load_config
+
+    rows = ["path,label,split"]
+    config = load_config("base")
+    for i in range(args.train_videos):
+        link = workdir / f"video_{i:03d}{Path(path).suffix}"
+        link.symlink_to(Path(path).resolve())
+        rows.append(f"{link.name},{config.classes[i % len(config.classes)]},train")
+    (workdir / "videos.csv").write_text("\n".join(rows) + "\n")
+    config = apply_overrides(config, {
+        "data.csv": str(workdir / "videos.csv"), "data.validation_split": "", "data.test_split": "",
+        "data.num_timesteps": str(args.train_timesteps), "data.frames_per_timestep": str(args.timestep_length),
+        "data.crop_size": str(args.size), "finetune.batch_size": str(args.train_batch),
+        "finetune.num_epochs": "1", "log_every_steps": str(args.train_log_every),
+        "checkpoint.every_steps": "100000",
+    })
+    start = time.perf_counter()
+    stages.train(config, workdir / "run", "finetune", progress=False)
+    wall = time.perf_counter() - start
+    records = [r for r in metrics.read_metrics(workdir / "run" / "finetune") if r["split"] == "train"]
+    timed = records[1:]  # the first record holds the compiling step
+    if not timed:
+        raise SystemExit("training: too few steps to time; raise --train-videos")
+    return {
+        "steps": records[-1]["step"],
+        "batch": args.train_batch,
+        "frames": args.train_timesteps * args.timestep_length,
+        "device_idle_fraction_median": statistics.median(r["device_idle_fraction"] for r in timed),
+        "input_wait_fraction_median": statistics.median(r["input_wait_fraction"] for r in timed),
+        "seconds_per_step_median": statistics.median(1 / r["steps_per_second"] for r in timed),
+        "per_step": [{key: r[key] for key in ("step", "device_idle_fraction", "input_wait_fraction",
+                                               "steps_per_second")} for r in records],
+        "wall_s_including_compile_and_export": wall,
+    }
+
+
 def table(results: dict) -> str:
     lines = ["| measurement | s per clip/element | region clips/s | frames/s |", "| --- | --- | --- | --- |"]
     for name, r in results["single_video"].items():
@@ -214,6 +258,15 @@ def table(results: dict) -> str:
                 f"- {name}: {s[name]['seconds_per_element']:.3f} s per clip, "
                 f"{s[name]['region_clips_per_s']:.2f} clips/s"
             )
+    if "training" in results:
+        t = results["training"]
+        lines += [
+            "",
+            f"Stage-1 training, {t['steps']} steps of {t['batch']} clips x {t['frames']} frames "
+            f"(medians after the first step): {t['seconds_per_step_median']:.2f} s per step, devices idle "
+            f"{100 * t['device_idle_fraction_median']:.1f}% of the time, host waiting for input "
+            f"{100 * t['input_wait_fraction_median']:.1f}%",
+        ]
     return "\n".join(lines)
 
 
@@ -227,6 +280,13 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--skip-tf-data", action="store_true")
     parser.add_argument("--skip-storage", action="store_true")
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--train-videos", type=int, default=16, help="training: videos in the epoch")
+    parser.add_argument("--train-log-every", type=int, default=2,
+                        help="training: steps per log record (a log fetches the metrics: a host sync)")
+    parser.add_argument("--train-batch", type=int, default=2, help="training: clips per step")
+    parser.add_argument("--train-timesteps", type=int, default=8,
+                        help="training: timesteps per clip (paper 64; 8 keeps a CPU step short)")
     parser.add_argument("--output", default="benchmark_pipeline.json", help="JSON file to write")
     args = parser.parse_args(argv)
 
@@ -247,6 +307,9 @@ def main(argv=None) -> int:
     if not args.skip_storage:
         with tempfile.TemporaryDirectory() as workdir:
             results["storage"] = storage(args.video, args, Path(workdir))
+    if not args.skip_training:
+        with tempfile.TemporaryDirectory() as workdir:
+            results["training"] = training(args.video, args, Path(workdir))
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(f"\n{os.cpu_count()} CPUs; medians over {args.repeats} repeats; JSON: {args.output}")

@@ -276,11 +276,12 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], *, forward: For
     }
 
 
-def pmap_train_step(*, forward, tx, param_labels, batch_stats_labels, schedule):
-    """``train_step`` compiled over the devices, with the state donated (updated in place)."""
+def pmap_train_step(*, forward, tx, param_labels, batch_stats_labels, schedule, donate=True):
+    """``train_step`` compiled over the devices, with the state donated (updated in place)
+    unless ``donate`` is False (benchmarks compare both)."""
     step = functools.partial(train_step, forward=forward, tx=tx, param_labels=param_labels,
                              batch_stats_labels=batch_stats_labels, schedule=schedule)
-    return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,))
+    return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,) if donate else ())
 
 
 def pmap_eval_step(*, forward):

@@ -6,8 +6,11 @@
 - resumes from the newest checkpoint in ``RUN/checkpoints`` if there is one: the state, the
   position in the data (epoch, batches already seen) and the best validation result so far, so a
   killed run ends with the very parameters an uninterrupted run reaches;
-- logs loss, accuracy, gradient norm, learning rate and steps per second every
-  ``log_every_steps`` (``metrics.jsonl`` and TensorBoard), with a tqdm progress bar;
+- logs loss, accuracy, gradient norm, learning rate, steps per second and how long the devices
+  waited (``device_idle_fraction``: share of device time idle because the next step came late;
+  ``input_wait_fraction``: host time spent waiting for the input pipeline; see
+  ``rajax.train.idle``) every ``log_every_steps`` (``metrics.jsonl`` and TensorBoard), with a
+  tqdm progress bar;
 - stops with ``TrainingDiverged`` on a NaN or infinite loss or gradient, before saving anything
   from that point on;
 - at every epoch end (every ``eval_every_epochs``) evaluates the validation split and saves the
@@ -35,6 +38,7 @@ import numpy as np
 
 from rajax.errors import RajaxError
 from rajax.train import checkpoints, evaluation, steps
+from rajax.train.idle import DeviceIdleMeter, idle_fraction
 from rajax.train.metrics import MetricWriter, check_finite
 
 PyTree = Any
@@ -129,6 +133,23 @@ def _take(batches: Iterable[dict], count: int, epoch: int) -> Iterator[dict]:
                          f"instead of {count}")
 
 
+def stage_steps(task: Task, stage_config, seed: int, total_steps: int, *, donate: bool = True):
+    """A stage's ``(initial state, pmapped train step, pmapped eval step, parameter labels)``.
+
+    The labels (TRAINABLE / FROZEN per parameter) come from the stage's regex rules, which must
+    cover every parameter; the optimizer and its schedule from ``stage_config.optimizer``.
+    """
+    rules = steps.rules_from_config(stage_config)
+    param_labels = steps.parameter_labels(task.params, rules)
+    stats_labels = batch_stats_labels(task.batch_stats, rules, stage_config.update_batch_stats)
+    schedule = steps.learning_rate_schedule(stage_config.optimizer, total_steps)
+    tx = steps.masked_optimizer(steps.build_optimizer(stage_config.optimizer, schedule), param_labels)
+    state = steps.create_train_state(task.params, task.batch_stats, tx, seed)
+    train_fn = steps.pmap_train_step(forward=task.forward, tx=tx, param_labels=param_labels,
+                                     batch_stats_labels=stats_labels, schedule=schedule, donate=donate)
+    return state, train_fn, steps.pmap_eval_step(forward=task.forward), param_labels
+
+
 def fit(
     run_dir: str | Path,
     task: Task,
@@ -147,16 +168,11 @@ def fit(
     """
     run_dir = Path(run_dir)
     is_main = jax.process_index() == 0
-    rules = steps.rules_from_config(stage_config)
-    param_labels = steps.parameter_labels(task.params, rules)
-    stats_labels = batch_stats_labels(task.batch_stats, rules, stage_config.update_batch_stats)
     steps_per_epoch = data.steps_per_epoch
     if steps_per_epoch < 1:
         raise RajaxError("the training split has fewer videos than one global batch")
     total_steps = steps_per_epoch * stage_config.num_epochs
-    schedule = steps.learning_rate_schedule(stage_config.optimizer, total_steps)
-    tx = steps.masked_optimizer(steps.build_optimizer(stage_config.optimizer, schedule), param_labels)
-    state = steps.create_train_state(task.params, task.batch_stats, tx, config.seed)
+    state, train_fn, eval_fn, param_labels = stage_steps(task, stage_config, config.seed, total_steps)
 
     latest_manager, best_manager = checkpoints.run_managers(run_dir, config.checkpoint.keep)
     writer = MetricWriter(run_dir, enabled=is_main)
@@ -171,9 +187,6 @@ def fit(
     print(f"{counts[steps.TRAINABLE]:,} trainable and {counts[steps.FROZEN]:,} frozen parameters; "
           f"{stage_config.num_epochs} epochs of {steps_per_epoch} steps.")
 
-    train_fn = steps.pmap_train_step(forward=task.forward, tx=tx, param_labels=param_labels,
-                                     batch_stats_labels=stats_labels, schedule=schedule)
-    eval_fn = steps.pmap_eval_step(forward=task.forward)
     replicated = steps.replicate(state)
     del state  # the replicated copy is donated to the steps; never read the host copy again
 
@@ -185,6 +198,7 @@ def fit(
     pending: list[tuple[int, dict]] = []  # device metrics not yet fetched
     last_good = f"{latest_manager.directory}/{step}" if restored else "none yet"
     window_start, window_steps = time.perf_counter(), 0
+    run_waits = {"device_idle_s": 0.0, "device_busy_s": 0.0, "input_wait_s": 0.0, "wall_s": 0.0}
 
     def flush_metrics():
         nonlocal window_start, window_steps
@@ -201,6 +215,11 @@ def fit(
         values["learning_rate"] = per_step[-1]["learning_rate"]
         elapsed = time.perf_counter() - window_start
         values["steps_per_second"] = window_steps / elapsed if elapsed > 0 else 0.0
+        waits = idle_meter.take(pending[-1][0])
+        values["device_idle_fraction"] = idle_fraction(waits)
+        values["input_wait_fraction"] = min(1.0, waits["input_wait_s"] / elapsed) if elapsed > 0 else 0.0
+        for name in run_waits:
+            run_waits[name] += elapsed if name == "wall_s" else waits[name]
         writer.write(pending[-1][0], "train", values, epoch=(pending[-1][0] - 1) // steps_per_epoch + 1)
         bar.set_postfix(loss=f"{values['loss']:.4f}", acc=f"{values['accuracy']:.3f}")
         pending.clear()
@@ -208,6 +227,7 @@ def fit(
 
     def save_latest():
         nonlocal last_good
+        idle_meter.pause()
         flush_metrics()  # never save a state whose update came from a NaN gradient
         host_state = steps.unreplicate(replicated)
         checkpoints.save(latest_manager, step, host_state, dict(meta, step=step))
@@ -216,12 +236,18 @@ def fit(
     from tqdm import tqdm
 
     with tqdm(total=total_steps, initial=step, unit="step", disable=not (progress and is_main),
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True) as bar, DeviceIdleMeter() as idle_meter:
         while step < total_steps:
             epoch, skip = divmod(step, steps_per_epoch)
             bar.set_description(f"epoch {epoch + 1}/{stage_config.num_epochs}")
-            for batch in _take(data.train_batches(epoch, skip), steps_per_epoch - skip, epoch):
+            batches = _take(data.train_batches(epoch, skip), steps_per_epoch - skip, epoch)
+            while True:
+                with idle_meter.waiting_for_input():
+                    batch = next(batches, None)
+                if batch is None:
+                    break
                 replicated, metrics = train_fn(replicated, steps.shard(batch))
+                idle_meter.dispatched(step + 1, metrics)
                 if one_step_in_flight:
                     jax.block_until_ready(metrics)
                 step += 1
@@ -232,14 +258,23 @@ def fit(
                 if step % config.log_every_steps == 0 or epoch_end:
                     flush_metrics()
                 due = (step // steps_per_epoch) % stage_config.eval_every_epochs == 0
-                if epoch_end and (due or step == total_steps):
+                validate = epoch_end and (due or step == total_steps)
+                save = epoch_end or step % config.checkpoint.every_steps == 0
+                if validate:
+                    idle_meter.pause()
                     _validate(eval_fn, replicated, data, config, class_names, step, meta,
                               writer, best_manager, flush_metrics)
-                if epoch_end or step % config.checkpoint.every_steps == 0:
+                if save:
                     save_latest()
+                if validate or save:  # the host's own work is not step time
+                    window_start = time.perf_counter()
         flush_metrics()
         if latest_manager.latest_step() != step:
             save_latest()
+    if run_waits["wall_s"] > 0 and is_main:
+        print(f"Devices idle {100 * idle_fraction(run_waits):.1f}% of the time between steps; "
+              f"the host waited for input {100 * run_waits['input_wait_s'] / run_waits['wall_s']:.1f}% "
+              "of the training time.")
     return final_test(run_dir, eval_fn, replicated, data, config, class_names, best_manager, writer)
 
 
