@@ -755,16 +755,21 @@ def bench_xla_flags(args) -> dict:
 # Report
 
 
-def _fmt_table(section: dict, title: str) -> str:
+def _fmt_table(section: dict, title: str, peaks: dict) -> str:
+    """``peaks``: the measured matmul peaks ({dtype: {'jax': TFLOP/s, 'torch': TFLOP/s}}), if run."""
     rows = [f"\n{title}: batch {section['input']['batch']} x {section['input']['frames']} frames x "
             f"{section['input']['size']}^2, {section['flops_per_clip'] / 1e9:.1f} GFLOP/clip, "
             f"recompilations while timing: {section['recompilations_during_timing']}"]
-    rows.append(f"{'contender':<52} {'median s':>9} {'min-max s':>15} {'clips/s':>8} {'TFLOP/s':>8} {'vs torch':>9}")
+    rows.append(f"{'contender':<52} {'median s':>9} {'min-max s':>15} {'clips/s':>8} {'TFLOP/s':>8} "
+                f"{'of peak':>8} {'vs torch':>9}")
     for name, r in sorted(section["contenders"].items(), key=lambda kv: kv[1]["median_s"]):
         diff = r.get("max_rel_diff_vs_torch_f32")
+        # The device's peak: the faster framework's matmul in this dtype.
+        peak = max((v for k, v in peaks.get(r["dtype"], {}).items() if k in ("jax", "torch")), default=None)
+        of_peak = f"{100 * r['tflops'] / peak:.0f}%" if peak else ""
         rows.append(
             f"{name:<52} {r['median_s']:>9.3f} {r['min_s']:>7.3f}-{r['max_s']:<7.3f} "
-            f"{r['clips_per_s']:>8.3f} {r['tflops']:>8.4f} {'' if diff is None else f'{diff:.1e}':>9}"
+            f"{r['clips_per_s']:>8.3f} {r['tflops']:>8.4f} {of_peak:>8} {'' if diff is None else f'{diff:.1e}':>9}"
         )
     for dtype_name, ratio in section["ratios"].items():
         rows.append(f"  {dtype_name}: best rajax ({ratio['rajax']}) is "
@@ -779,10 +784,11 @@ def report(results: dict) -> str:
     if "matmul_peak_tflops" in results:
         lines.append("measured matmul peak (TFLOP/s): " + ", ".join(
             f"{d}: jax {v['jax']:.3f} / torch {v['torch']:.3f}" for d, v in results["matmul_peak_tflops"].items()))
+    peaks = results.get("matmul_peak_tflops", {})
     if "forward" in results:
-        lines.append(_fmt_table(results["forward"], "Forward (features)"))
+        lines.append(_fmt_table(results["forward"], "Forward (features)", peaks))
     if "train" in results:
-        lines.append(_fmt_table(results["train"], "Stage-1 training step"))
+        lines.append(_fmt_table(results["train"], "Stage-1 training step", peaks))
     if "memory" in results:
         m = results["memory"]
         lines.append(f"\nStage-1 step at batch {m['input']['batch']} x {m['input']['frames']} frames:")

@@ -44,25 +44,13 @@ INDEX_FILE = "index.jsonl"
 FEATURES_DIR = "features"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """``write(binary file)`` into a temporary file beside ``path``, synced, then renamed over it:
+    a reader sees the old file or the whole new one, never a part."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -179,7 +167,8 @@ class FeatureWriter:
                     )
             self.meta = existing
         else:
-            _atomic_write_bytes(meta_path, (json.dumps(self.meta, indent=2) + "\n").encode("utf-8"))
+            text = json.dumps(self.meta, indent=2) + "\n"
+            _atomic_write(meta_path, lambda handle: handle.write(text.encode("utf-8")))
         index_path = self.store / INDEX_FILE
         entries, intact = _parse_index(index_path)
         if index_path.exists() and intact < index_path.stat().st_size:
@@ -208,7 +197,8 @@ class FeatureWriter:
         if not np.isfinite(features).all():
             raise ValueError(f"features of {video_id!r} contain NaN or infinity")
         relative = f"{FEATURES_DIR}/{feature_file_name(video_id)}"
-        _atomic_save_npy(self.store / relative, features.astype(self.meta["dtype"]))
+        stored = features.astype(self.meta["dtype"])
+        _atomic_write(self.store / relative, lambda handle: np.save(handle, stored, allow_pickle=False))
         line = json.dumps({"video_id": video_id, "label": int(label), "split": split, "file": relative})
         with open(self.store / INDEX_FILE, "ab") as handle:
             handle.write((line + "\n").encode("utf-8"))
