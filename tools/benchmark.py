@@ -339,19 +339,26 @@ def bench_forward(args, variables, torch_model, compile_counter, on_gpu) -> dict
                           "compile_and_first_run_s": time.perf_counter() - start}
             contenders[name] = fn
 
-    with compile_counter.counting() as counter:
-        timings = time_round_robin(contenders, args.warmup, args.repeats)
     reference = outputs.get("torch eager")
+    if reference is not None:
+        for name in meta:
+            meta[name]["max_rel_diff_vs_torch_f32"] = relative_error(outputs[name], reference)
+    return timed_section(contenders, meta, compile_counter, args.warmup, args.repeats,
+                         {"batch": args.batch, "frames": args.frames, "size": args.size}, flops_per_clip)
+
+
+def timed_section(contenders, meta, compile_counter, warmup, repeats, inputs, flops_per_clip) -> dict:
+    """Times ``contenders`` round-robin (counting compilations) into a result section."""
+    with compile_counter.counting() as counter:
+        timings = time_round_robin(contenders, warmup, repeats)
     results = {}
     for name, timing in timings.items():
         entry = meta[name] | timing
-        entry["clips_per_s"] = args.batch / timing["median_s"]
-        entry["tflops"] = flops_per_clip * args.batch / timing["median_s"] / 1e12
-        if reference is not None:
-            entry["max_rel_diff_vs_torch_f32"] = relative_error(outputs[name], reference)
+        entry["clips_per_s"] = inputs["batch"] / timing["median_s"]
+        entry["tflops"] = flops_per_clip * inputs["batch"] / timing["median_s"] / 1e12
         results[name] = entry
     return {
-        "input": {"batch": args.batch, "frames": args.frames, "size": args.size},
+        "input": inputs,
         "flops_per_clip": flops_per_clip,
         "recompilations_during_timing": counter.count,
         "contenders": results,
@@ -571,21 +578,9 @@ def bench_train(args, torch_model, compile_counter, on_gpu) -> dict:
                 meta[name] = {"framework": "torch", "dtype": "bfloat16", "compile_s": time.perf_counter() - start}
                 print(f"  compiled {name} in {meta[name]['compile_s']:.1f} s", flush=True)
 
-    with compile_counter.counting() as counter:
-        timings = time_round_robin(contenders, args.warmup, args.train_repeats)
-    results = {}
-    for name, timing in timings.items():
-        entry = meta[name] | timing
-        entry["clips_per_s"] = args.train_batch / timing["median_s"]
-        entry["tflops"] = flops_per_clip * args.train_batch / timing["median_s"] / 1e12
-        results[name] = entry
-    return {
-        "input": {"batch": args.train_batch, "frames": args.train_frames, "size": args.size},
-        "flops_per_clip": flops_per_clip,
-        "recompilations_during_timing": counter.count,
-        "contenders": results,
-        "ratios": _ratios(results),
-    }
+    inputs = {"batch": args.train_batch, "frames": args.train_frames, "size": args.size}
+    return timed_section(contenders, meta, compile_counter, args.warmup, args.train_repeats, inputs,
+                         flops_per_clip)
 
 
 # ---------------------------------------------------------------------------------------------

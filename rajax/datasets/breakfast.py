@@ -41,10 +41,9 @@ import re
 from pathlib import Path
 
 import tensorflow_datasets as tfds
-from etils import epath
 
 from rajax.data.records import VideoRecord
-from rajax.datasets.video_folder import resolve_actors_file, video_examples, video_features, with_actor_squares
+from rajax.datasets.video_folder import EncodedVideoBuilder, video_examples
 from rajax.errors import RajaxError
 
 LABELS = ("cereals", "coffee", "friedegg", "juice", "milk", "pancake", "salat", "sandwich", "scrambledegg", "tea")
@@ -118,33 +117,19 @@ def find_breakfast_videos(manual_dir: str | os.PathLike) -> list[VideoRecord]:
     ]
 
 
-class Breakfast(tfds.core.GeneratorBasedBuilder):
+class Breakfast(EncodedVideoBuilder):
     """Breakfast Actions: 10 breakfast activities by 52 actors, 320x240 at 15 fps."""
-
-    # TFDS 4.9.10 derives this path through `importlib_resources`, which it only installs on
-    # Python < 3.9 (tensorflow/datasets#11212): give it directly.
-    code_path = epath.Path(__file__)
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Encoded videos, actor-based splits, optional actor squares."}
     BUILDER_CONFIGS = CONFIGS
     DEFAULT_CONFIG_NAME = "paper"
     MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
+    DESCRIPTION = "Breakfast Actions (Kuehne et al., CVPR 2014), stored encoded for rajax."
+    HOMEPAGE = "https://serre-lab.clps.brown.edu/resource/breakfast-actions-dataset/"
 
-    def __init__(self, *, actors_file: str | os.PathLike | None = None, **kwargs):
-        self._actors_file = actors_file
-        self.skipped: list[str] = []
-        super().__init__(**kwargs)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="Breakfast Actions (Kuehne et al., CVPR 2014), stored encoded for rajax.",
-            features=tfds.features.FeaturesDict(
-                video_features({"actor": tfds.features.Text(), "camera": tfds.features.Text()})
-            ),
-            homepage="https://serre-lab.clps.brown.edu/resource/breakfast-actions-dataset/",
-        )
+    def extra_features(self) -> dict:
+        return {"actor": tfds.features.Text(), "camera": tfds.features.Text()}
 
     def _split_generators(self, dl_manager):
         manual_dir = Path(dl_manager.manual_dir)
@@ -154,7 +139,7 @@ class Breakfast(tfds.core.GeneratorBasedBuilder):
             raise RajaxError(
                 f"{manual_dir}: no Breakfast videos found (expected P03/cam01/P03_cereals.avi and so on)"
             )
-        records = with_actor_squares(records, resolve_actors_file(manual_dir, self._actors_file))
+        records = self.with_actors(records, manual_dir)
         actor_of = {r.video_id: r.video_id.split("/")[0] for r in records}
         return {
             split: self._generate_examples([r for r in records if actor_of[r.video_id] in actors], manual_dir)

@@ -192,16 +192,16 @@ def _folder_records(manual_dir: Path) -> tuple[list[VideoRecord], list[str]]:
     return records_from_folder(manual_dir, split="train")
 
 
-class VideoFolder(tfds.core.GeneratorBasedBuilder):
-    """Videos from a folder with one subfolder per class, or from a CSV of path,label[,split]."""
+class EncodedVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """What rajax's video builders share: the ``actors_file`` option, the list of videos left out
+    as unreadable (``skipped``), and examples of ``video_features`` plus ``extra_features()``."""
 
     # TFDS 4.9.10 derives this path through `importlib_resources`, which it only installs on
-    # Python < 3.9 (tensorflow/datasets#11212): give it directly.
+    # Python < 3.9 (tensorflow/datasets#11212): give it directly (every builder lives here).
     code_path = epath.Path(__file__)
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Encoded videos with frame count, size, label and actor square."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
+    DESCRIPTION = ""
+    HOMEPAGE = None
 
     def __init__(self, *, actors_file: str | os.PathLike | None = None, **kwargs):
         self._actors_file = actors_file
@@ -211,10 +211,27 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
-            description="Videos of a user's folder or CSV, stored encoded, for rajax.",
-            features=tfds.features.FeaturesDict(video_features()),
-            supervised_keys=None,
+            description=self.DESCRIPTION,
+            features=tfds.features.FeaturesDict(video_features(self.extra_features())),
+            homepage=self.HOMEPAGE,
         )
+
+    def extra_features(self) -> dict:
+        """Features of this dataset beyond ``video_features`` (new objects on every call)."""
+        return {}
+
+    def with_actors(self, records: list[VideoRecord], manual_dir: Path) -> list[VideoRecord]:
+        """``records`` with the actor squares of ``actors_file`` or ``manual_dir/actors.jsonl``."""
+        return with_actor_squares(records, resolve_actors_file(manual_dir, self._actors_file))
+
+
+class VideoFolder(EncodedVideoBuilder):
+    """Videos from a folder with one subfolder per class, or from a CSV of path,label[,split]."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Encoded videos with frame count, size, label and actor square."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
+    DESCRIPTION = "Videos of a user's folder or CSV, stored encoded, for rajax."
 
     def _split_generators(self, dl_manager):
         manual_dir = Path(dl_manager.manual_dir)
@@ -222,7 +239,7 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
             raise RajaxError(f"{manual_dir}: manual_dir not found; put the videos there")
         records, class_names = _folder_records(manual_dir)
         self.info.features["label"].names = class_names
-        records = with_actor_squares(records, resolve_actors_file(manual_dir, self._actors_file))
+        records = self.with_actors(records, manual_dir)
         splits = {}
         for split in sorted({r.split for r in records}):
             split_records = [r for r in records if r.split == split]
