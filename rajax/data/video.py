@@ -18,12 +18,14 @@ Every problem with a file (missing, empty, truncated, not a video, too few frame
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -238,34 +240,42 @@ def _probe_bytes(path: Path, data: bytes) -> VideoInfo:
     return _probe_container(path, data)
 
 
-def _decode_container(
-    path: Path, wanted: np.ndarray | None, info: VideoInfo, data: bytes | None = None
-) -> dict[int, np.ndarray]:
-    """Decodes frames in order, converting to RGB only those in ``wanted`` (all when None)."""
+def _decoded_frames(path: Path, data: bytes | None = None) -> Iterator[tuple[int, Any]]:
+    """``(index, av.VideoFrame)`` in decoding order; an FFmpeg error becomes a VideoError saying
+    how far decoding got. Close it (``contextlib.closing``) when stopping early."""
     import av
 
-    last_wanted = info.num_frames - 1 if wanted is None else int(wanted.max())
-    wanted_set = None if wanted is None else set(wanted.tolist())
-    frames: dict[int, np.ndarray] = {}
     # No frame threading: tf.data already decodes several videos in parallel, and FFmpeg's frame
     # threads only contend with those (twice slower on 2 busy cores).
     container = _open_container(path, data)
+    index = -1
     try:
-        stream = container.streams.video[0]
-        last = None
-        index = -1
-        for index, frame in enumerate(container.decode(stream)):
-            if wanted_set is None or index in wanted_set:
-                frames[index] = _upright(frame.to_ndarray(format="rgb24"), info.rotation)
-            last = frame
-            if index >= last_wanted:
-                break
+        for index, frame in enumerate(container.decode(container.streams.video[0])):
+            yield index, frame
     except av.error.FFmpegError as error:
         raise VideoError(
             f"{path}: decoding failed after {index + 1} frames ({_ffmpeg_reason(error)})"
         ) from None
     finally:
         container.close()
+
+
+def _decode_container(
+    path: Path, wanted: np.ndarray | None, info: VideoInfo, data: bytes | None = None
+) -> dict[int, np.ndarray]:
+    """Decodes frames in order, converting to RGB only those in ``wanted`` (all when None)."""
+    last_wanted = info.num_frames - 1 if wanted is None else int(wanted.max())
+    wanted_set = None if wanted is None else set(wanted.tolist())
+    frames: dict[int, np.ndarray] = {}
+    last = None
+    index = -1
+    with contextlib.closing(_decoded_frames(path, data)) as decoded_frames:
+        for index, frame in decoded_frames:
+            if wanted_set is None or index in wanted_set:
+                frames[index] = _upright(frame.to_ndarray(format="rgb24"), info.rotation)
+            last = frame
+            if index >= last_wanted:
+                break
     decoded = index + 1
     if decoded <= last_wanted:
         if last is None or decoded < info.num_frames - _MISSING_FRAMES_TOLERATED:
@@ -326,21 +336,11 @@ def iter_frames(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, 
         for index in range(0, frames.shape[0], every):
             yield index, np.array(frames[index])
         return
-    import av
-
-    container = _open_container(path)
     index = -1
-    try:
-        stream = container.streams.video[0]
-        for index, frame in enumerate(container.decode(stream)):
+    with contextlib.closing(_decoded_frames(path)) as decoded_frames:
+        for index, frame in decoded_frames:
             if index % every == 0:
                 yield index, _upright(frame.to_ndarray(format="rgb24"), info.rotation)
-    except av.error.FFmpegError as error:
-        raise VideoError(
-            f"{path}: decoding failed after {index + 1} frames ({_ffmpeg_reason(error)})"
-        ) from None
-    finally:
-        container.close()
     if index + 1 < info.num_frames - _MISSING_FRAMES_TOLERATED:
         raise VideoError(f"{path}: truncated video: only {index + 1} of {info.num_frames} frames decode")
 
