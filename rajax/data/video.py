@@ -375,12 +375,14 @@ def write_video(
     codec: str | None = None,
     pix_fmt: str | None = None,
     rotation: int = 0,
+    bit_rate: int | None = None,
 ) -> Path:
     """Encodes ``uint8 [N, H, W, 3]`` RGB (or ``[N, H, W]`` gray) frames into ``path``.
 
     Codec and pixel format default by suffix (``.mkv``: lossless ffv1; ``.avi`` and ``.mp4``:
     MPEG-4 part 2; ``.webm``: VP9; ``.gif``: 8-bit RGB palette). ``rotation`` stores display-rotation metadata (degrees
-    counter-clockwise, as ``VideoInfo.rotation`` reads it back). Missing folders are created; the
+    counter-clockwise, as ``VideoInfo.rotation`` reads it back); ``bit_rate`` (bits/s) replaces
+    the lossy encoders' default. Missing folders are created; the
     file is written under a temporary name and renamed when complete, so a reader never sees half
     a video.
     """
@@ -405,6 +407,8 @@ def write_video(
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             if rotation:
                 stream.set_display_rotation(rotation)
+            if bit_rate:
+                stream.bit_rate = bit_rate
             for frame in frames:
                 av_frame = av.VideoFrame.from_ndarray(frame, format="gray" if gray else "rgb24")
                 for packet in stream.encode(av_frame):

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rajax.data import video
 from rajax.errors import RajaxError
 
 SUB_ACTIONS = ("juggle", "pour", "spin", "flash")
@@ -554,26 +555,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
 BIT_RATE = 600_000
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
-    """Encodes RGB ``uint8 [N, H, W, 3]`` frames with PyAV, under a temporary name then renamed, so
-    an interrupted run never leaves half a video under the real name."""
-    import av
-
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        with av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream("mpeg4", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            stream.bit_rate = BIT_RATE
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def generate_dataset(spec: DatasetSpec, folder: str | os.PathLike, progress: bool = True) -> dict:
     """Writes the videos of ``spec`` under ``folder`` and returns the manifest.
 
@@ -603,8 +584,7 @@ def generate_dataset(spec: DatasetSpec, folder: str | os.PathLike, progress: boo
             path = folder / f"{video_id}.mp4"
             frames, boxes = render_video(plan, spec, sprites)
             if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_mp4(path, frames, spec.fps)
+                video.write_video(path, frames, spec.fps, codec="mpeg4", pix_fmt="yuv420p", bit_rate=BIT_RATE)
             mean_box = geometry.mean_box(boxes)
             entries.append({
                 "video_id": video_id, "path": str(path.resolve()), "split": split,
