@@ -29,35 +29,19 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from rajax.errors import RajaxError
+from rajax.files import atomic_write, atomic_write_text
 
 FORMAT = "rajax-features"
 VERSION = 1
 META_FILE = "meta.json"
 INDEX_FILE = "index.jsonl"
 FEATURES_DIR = "features"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(binary file)`` into a temporary file beside ``path``, synced, then renamed over it:
-    a reader sees the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def feature_file_name(video_id: str) -> str:
@@ -168,7 +152,7 @@ class FeatureWriter:
             self.meta = existing
         else:
             text = json.dumps(self.meta, indent=2) + "\n"
-            _atomic_write(meta_path, lambda handle: handle.write(text.encode("utf-8")))
+            atomic_write_text(meta_path, text)
         index_path = self.store / INDEX_FILE
         entries, intact = _parse_index(index_path)
         if index_path.exists() and intact < index_path.stat().st_size:
@@ -198,7 +182,7 @@ class FeatureWriter:
             raise ValueError(f"features of {video_id!r} contain NaN or infinity")
         relative = f"{FEATURES_DIR}/{feature_file_name(video_id)}"
         stored = features.astype(self.meta["dtype"])
-        _atomic_write(self.store / relative, lambda handle: np.save(handle, stored, allow_pickle=False))
+        atomic_write(self.store / relative, lambda handle: np.save(handle, stored, allow_pickle=False))
         line = json.dumps({"video_id": video_id, "label": int(label), "split": split, "file": relative})
         with open(self.store / INDEX_FILE, "ab") as handle:
             handle.write((line + "\n").encode("utf-8"))

@@ -42,6 +42,7 @@ import numpy as np
 
 from rajax.data import video
 from rajax.errors import RajaxError
+from rajax.files import atomic_write_text
 
 SUB_ACTIONS = ("juggle", "pour", "spin", "flash")
 # name -> its two sub-actions (label order). Each sub-action is in exactly two activities.
@@ -543,12 +544,6 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     return manifest
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # MPEG-4 part 2 at this bit rate: about 30 dB PSNR on these scenes (the default of the encoder, about
 # 65 kb/s, smears the props: 24 dB), 0.7 MB per 10 s. Not H.264: libx264 gave different pixels for
 # the same frames from one run to the next here, and the dataset must be the same for a seed.
@@ -601,7 +596,7 @@ def generate_dataset(spec: DatasetSpec, folder: str | os.PathLike, progress: boo
         "source_photographs": sorted({str(ultralytics_assets_dir() / p.image) for p in PEOPLE}),
         "videos": entries,
     }
-    _atomic_write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
     rows = ["path,label,split"] + [f"{e['path']},{e['activity']},{e['split']}" for e in entries]
-    _atomic_write_text(folder / CSV_FILE, "\n".join(rows) + "\n")
+    atomic_write_text(folder / CSV_FILE, "\n".join(rows) + "\n")
     return manifest

@@ -51,6 +51,7 @@ import numpy as np
 
 from rajax.demo import generate
 from rajax.errors import RajaxError, WeightsError
+from rajax.files import atomic_savefig, atomic_write_text
 
 SUMMARY_FILE = "summary.json"
 PICTURES_DIR = "pictures"
@@ -478,9 +479,7 @@ def _json_default(value):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,10 +496,7 @@ def _pyplot():
 
 
 def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    atomic_savefig(figure, path, dpi=110)
     _pyplot().close(figure)
     return path
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rajax.errors import RajaxError
+from rajax.files import atomic_write_text
 
 OVERRIDE_PREFIX = "config."
 # configs/ lives beside the package in the source tree (editable installs and CI).
@@ -174,11 +175,7 @@ def config_from_args(args: argparse.Namespace):
 
 def write_config_json(config, path: str | os.PathLike) -> None:
     """Writes the config as JSON, atomically (a killed run never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n")
 
 
 def read_config_json(path: str | os.PathLike):

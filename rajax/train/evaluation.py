@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rajax.files import atomic_savefig, atomic_write_text
+
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """``[true, predicted]`` counts."""
@@ -89,15 +91,8 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    _atomic_savefig(figure, Path(path))
+    atomic_savefig(figure, path, dpi=120)
     plt.close(figure)
-
-
-def _atomic_savefig(figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    figure.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
 
 
 def write_report(report: dict, directory: str | os.PathLike, name: str) -> tuple[Path, Path]:
@@ -105,9 +100,7 @@ def write_report(report: dict, directory: str | os.PathLike, name: str) -> tuple
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / f"{name}.json"
-    tmp = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, json_path)
+    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     png_path = directory / f"{name}_confusion.png"
     title = f"{name}: accuracy {100 * report['accuracy']:.2f}% ({report['num_examples']} videos)"
     plot_confusion_matrix(np.array(report["confusion_matrix"]), report["class_names"], png_path, title)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rajax.errors import RajaxError
+from rajax.files import atomic_savefig
 from rajax.train import backbone as backbone_lib
 from rajax.train import checkpoints, stages
 from rajax.train.config import read_config_json
@@ -139,10 +140,6 @@ def draw_attention(result: dict, path: str | os.PathLike) -> Path:
     right.set_xlabel("attention weight (sums to 1 over the regions)")
     figure.suptitle(Path(result["video"]).name)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    atomic_savefig(figure, path, dpi=110)
     plt.close(figure)
     return path

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from rajax.errors import RajaxError
+from rajax.files import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -58,9 +59,7 @@ class MetricWriter:
                     kept.append(line)
             except (ValueError, KeyError):
                 continue  # a line cut by a kill
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, step: int, split: str, metrics: dict[str, float], **extra) -> None:
         if not self.enabled:
