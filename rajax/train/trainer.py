@@ -218,8 +218,9 @@ def fit(
         waits = idle_meter.take(pending[-1][0])
         values["device_idle_fraction"] = idle_fraction(waits)
         values["input_wait_fraction"] = min(1.0, waits["input_wait_s"] / elapsed) if elapsed > 0 else 0.0
-        for name in run_waits:
-            run_waits[name] += elapsed if name == "wall_s" else waits[name]
+        for name, seconds in waits.items():
+            run_waits[name] += seconds
+        run_waits["wall_s"] += elapsed
         writer.write(pending[-1][0], "train", values, epoch=(pending[-1][0] - 1) // steps_per_epoch + 1)
         bar.set_postfix(loss=f"{values['loss']:.4f}", acc=f"{values['accuracy']:.3f}")
         pending.clear()
@@ -227,7 +228,6 @@ def fit(
 
     def save_latest():
         nonlocal last_good
-        idle_meter.pause()
         flush_metrics()  # never save a state whose update came from a NaN gradient
         host_state = steps.unreplicate(replicated)
         checkpoints.save(latest_manager, step, host_state, dict(meta, step=step))
@@ -260,13 +260,14 @@ def fit(
                 due = (step // steps_per_epoch) % stage_config.eval_every_epochs == 0
                 validate = epoch_end and (due or step == total_steps)
                 save = epoch_end or step % config.checkpoint.every_steps == 0
-                if validate:
+                if validate or save:  # the host's own work: neither step time nor input-pipeline idle
                     idle_meter.pause()
+                if validate:
                     _validate(eval_fn, replicated, data, config, class_names, step, meta,
                               writer, best_manager, flush_metrics)
                 if save:
                     save_latest()
-                if validate or save:  # the host's own work is not step time
+                if validate or save:
                     window_start = time.perf_counter()
         flush_metrics()
         if latest_manager.latest_step() != step:
