@@ -41,7 +41,8 @@ def test_a_slow_input_pipeline_leaves_the_device_idle_for_the_gaps():
 
 
 def test_steps_dispatched_ahead_keep_the_device_busy():
-    matrix = jnp.eye(1500) + 1e-4
+    # Steps of a few hundred ms: far longer than a dispatch, even on a loaded machine.
+    matrix = jnp.eye(2000) + 1e-4
     heavy_step = jax.jit(lambda m: (m @ m @ m) / jnp.linalg.norm(m))
     matrix = heavy_step(matrix).block_until_ready()
     with DeviceIdleMeter() as meter:
