@@ -137,7 +137,7 @@ def assemble_variables(
             filled[path] = np.asarray(array, dtype=np.float32)
             filled_from[path] = source_name
     num_classes = _num_classes(filled)
-    expected = expected_shapes(num_classes=num_classes)
+    expected = expected_shapes(num_classes=num_classes, width_multiplier=_width_multiplier(filled))
     missing = sorted("/".join(p) for p in expected if p not in filled)
     misshaped = []
     for path, array in filled.items():
@@ -164,6 +164,16 @@ def assemble_variables(
 def _num_classes(filled: Mapping[LeafPath, np.ndarray]) -> int:
     bias = filled.get(("params", "Logits", "Conv3d_0c_1x1", "bias"))
     return int(bias.shape[0]) if bias is not None else 400
+
+
+def _width_multiplier(filled: Mapping[LeafPath, np.ndarray]) -> float:
+    """The width of a thin variant (rajax's test configs), read from the first unit's 64 channels.
+
+    Exact for multiples of 1/64 (1/8 in configs/tiny.py); any other layer that does not fit is
+    then reported as mis-shaped.
+    """
+    kernel = filled.get(("params", "Conv3d_1a_7x7", "kernel"))
+    return 1.0 if kernel is None or np.ndim(kernel) != 5 else int(np.shape(kernel)[-1]) / 64
 
 
 def _per_channel(array: np.ndarray) -> np.ndarray:
@@ -300,7 +310,8 @@ def deepmind_entries(
                 scope = relative[: -len(leaf) - 1]
                 scope = quirks.get(scope, scope)
                 array = reader_variables[name]
-                if collection == "batch_stats":
+                if collection == "batch_stats" or rajax_leaf == "beta":
+                    # Sonnet v1 stores beta and the moving statistics as [1, 1, 1, 1, C].
                     array = _per_channel(array)
                 yield name, (collection, *scope.split("/"), rajax_leaf), array
                 break
@@ -449,7 +460,8 @@ def save_checkpoint(
         checkpointer.save(staging / VARIABLES_DIR, dict(variables))
         checkpointer.wait_until_finished()
         classes = int(np.shape(variables["params"]["Logits"]["Conv3d_0c_1x1"]["bias"])[0])
-        meta = {"format": 1, "num_classes": classes, "width_multiplier": 1.0, **metadata}
+        width = _width_multiplier(flatten(variables))
+        meta = {"format": 1, "num_classes": classes, "width_multiplier": width, **metadata}
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if overwrite and output_dir.exists():
             shutil.rmtree(output_dir)
