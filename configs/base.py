@@ -1,6 +1,6 @@
 """The paper's full model: Actor Focus + Multi-Regional I3D, one-shot features, Region Attention.
 
-Every value given by the paper (METHOD.md) is marked "paper"; the others are rajax's choices, said
+Every value given by the paper (docs/method.md) is marked "paper"; the others are rajax's choices, said
 so in a comment. The three stages (``rajax train --config.stage=finetune``, ``rajax extract``,
 ``rajax train``) and the end-to-end mode all read this one config; every experiment in configs/
 imports it and changes only what differs (tests/test_configs.py checks exactly what).

@@ -1,6 +1,6 @@
 """Every experiment config loads, is locked, and differs from base.py exactly where its paper row says.
 
-EXPECTED is written from METHOD.md's tables independently of the config files: a config that
+EXPECTED is written from the tables of docs/method.md independently of the config files: a config that
 changes one more field, or forgets one, fails here.
 """
 

@@ -24,7 +24,7 @@ with the YOLO11n-pose model (their boxes and 17 COCO keypoints are the constants
 GrabCut, seeded with their skeletons, cuts them out of the photograph at run time.
 
 Coordinates: frames are ``width`` x ``height`` (320 x 240 by default, as Breakfast); the scene is
-laid out in the central square that the model sees (METHOD.md, Input 2) and the margins only
+laid out in the central square that the model sees (docs/method.md, Input 2) and the margins only
 hold background.
 """
 

@@ -5,7 +5,7 @@ as continuous coordinates (a box ``[x0, y0, x1, y1]`` covers the pixels ``x0 <= 
 convention of YOLO's ``xyxy``):
 
 - original: the decoded frame, ``width`` x ``height``;
-- square: the central square crop of the frame that the model sees (METHOD.md, Input 2), of side
+- square: the central square crop of the frame that the model sees (docs/method.md, Input 2), of side
   ``min(height, width)``, centred horizontally in a landscape frame and vertically in a portrait
   one. A point ``(x, y)`` of the original frame is ``(x - offset_x, y - offset_y)`` in the square.
 

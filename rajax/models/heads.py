@@ -25,7 +25,7 @@ to the region's feature averaged over time; the pooled vector is the weighted *a
 ``sum_r s_r x_r / sum_r s_r`` (the scores divided by their sum are ``region_weight``). A plain
 ``sum_r s_r x_r`` would change the scale of the vector with the number of regions and with the
 overall level of the scores; the weighted average keeps it the scale of one region feature, as
-METHOD.md says ("the region features are averaged with those weights"). Equal scores therefore give
+docs/method.md says ("the region features are averaged with those weights"). Equal scores therefore give
 exactly Region Mean.
 
 Adding a variant: write a module with this signature and add one line to ``HEADS``; configs select

@@ -88,7 +88,7 @@ MAX_POOLS = {
     "MaxPool3d_4a_3x3": ((3, 3, 3), (2, 2, 2)),
     "MaxPool3d_5a_2x2": ((2, 2, 2), (2, 2, 2)),
 }
-# The blocks that Multi-Regional fine-tuning trains (METHOD.md); everything below stays frozen.
+# The blocks that Multi-Regional fine-tuning trains (docs/method.md); everything below stays frozen.
 FINE_TUNED_BLOCKS = ("Mixed_4f", "Mixed_5b", "Mixed_5c")
 
 BATCH_NORM_EPSILON = 1e-3

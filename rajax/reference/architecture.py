@@ -18,7 +18,7 @@ from dataclasses import dataclass
 # Branch_3 1x1 after the pool.
 from rajax.models.i3d import FINE_TUNED_BLOCKS, INCEPTION_CHANNELS
 
-# The blocks the stage-1 fine-tuning trains (METHOD.md); everything before them is frozen.
+# The blocks the stage-1 fine-tuning trains (docs/method.md); everything before them is frozen.
 TRAINABLE_BLOCKS = FINE_TUNED_BLOCKS
 
 
