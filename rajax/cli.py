@@ -19,6 +19,7 @@ from rajax.errors import RajaxError
 COMMANDS = {
     "classify": "classify",
     "convert-weights": "convert_weights",
+    "export-weights": "export_weights",
     "regions": "regions",
     "detect-actors": "detect_actors",
     "train": "train",
@@ -43,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """``PATH: what went wrong`` for an operating-system error (file named when the OS says which)."""
+    where = error.filename if error.filename is not None else ""
+    reason = error.strerror or str(error)
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter is noise for a command-line user; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -52,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except RajaxError as error:
         print(f"rajax {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # A full or read-only disk, a missing permission: the user's environment, not a bug.
+        print(f"rajax {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rajax {args.command}: interrupted", file=sys.stderr)
