@@ -12,6 +12,7 @@ from rajax.data.records import VideoRecord, records_from_csv, records_from_folde
 from rajax.datasets import breakfast
 from rajax.data.regions import central_square_crop, resize_square
 from rajax.datasets.video_folder import MAX_SQUARE_SIDE, VideoFolder, _folder_records
+from rajax.errors import RajaxError
 
 T, L, SIZE = 2, 4, 16
 
@@ -82,23 +83,30 @@ def breakfast_dir(tmp_path_factory):
     return root
 
 
-def test_find_breakfast_videos_picks_one_stereo_channel(breakfast_dir):
-    records = breakfast.find_breakfast_videos(breakfast_dir)
-    by_id = {r.video_id: r for r in records}
-    assert sorted(by_id) == [
+def test_find_breakfast_videos_stereo_choice(breakfast_dir):
+    both = {r.video_id: r for r in breakfast.find_breakfast_videos(breakfast_dir)}
+    plain = [
         "P03/cam01/P03_cereals",
-        "P03/stereo/P03_cereals",
-        "P20/stereo/P20_tea",
         "P20/webcam01/P20_salat",
         "P42/cam02/P42_scrambledegg",
         "P47/cam01/P47_pancake",
         "P47/cam02/P47_juice",
         "P54/webcam02/P54_coffee",
     ]
-    assert by_id["P03/stereo/P03_cereals"].path.endswith("P03_cereals_ch0.avi")
-    assert by_id["P20/stereo/P20_tea"].path.endswith("P20_tea_ch1.avi")
-    assert by_id["P20/webcam01/P20_salat"].label == breakfast.LABELS.index("salat") == 6
-    assert by_id["P54/webcam02/P54_coffee"].label == 1
+    # Both stereo channels, each its own video (the paper's protocol: 1989 videos).
+    assert sorted(both) == sorted(plain + ["P03/stereo/P03_cereals_ch0", "P03/stereo/P03_cereals_ch1",
+                                           "P20/stereo/P20_tea_ch1"])
+    assert both["P03/stereo/P03_cereals_ch0"].path.endswith("P03_cereals_ch0.avi")
+    assert both["P03/stereo/P03_cereals_ch1"].path.endswith("P03_cereals_ch1.avi")
+    assert both["P03/stereo/P03_cereals_ch1"].label == both["P03/stereo/P03_cereals_ch0"].label == 0
+    assert both["P20/webcam01/P20_salat"].label == breakfast.LABELS.index("salat") == 6
+    assert both["P54/webcam02/P54_coffee"].label == 1
+    # Channel 0 only: no channel 1 file, even where channel 0 is missing (P20 tea).
+    ch0 = {r.video_id: r for r in breakfast.find_breakfast_videos(breakfast_dir, stereo="ch0")}
+    assert sorted(ch0) == sorted(plain + ["P03/stereo/P03_cereals_ch0"])
+    assert ch0["P03/stereo/P03_cereals_ch0"].path == both["P03/stereo/P03_cereals_ch0"].path
+    with pytest.raises(RajaxError, match="stereo"):
+        breakfast.find_breakfast_videos(breakfast_dir, stereo="ch1")
 
 
 def test_breakfast_split_configs():
@@ -107,22 +115,79 @@ def test_breakfast_split_configs():
     assert (len(paper["train"]), len(paper["validation"]), len(paper["test"])) == (39, 5, 8)
     assert paper["train"] + paper["validation"] == breakfast.ACTORS[:44]  # first 44 actors
     assert paper["test"] == breakfast.ACTORS[44:] == tuple(f"P{n}" for n in range(47, 55))
-    tests = {}
-    for config in breakfast.CONFIGS[1:]:
-        train, test = config.splits["train"], config.splits["test"]
-        assert len(test) == 13 and sorted(train + test) == list(breakfast.ACTORS)
-        tests[config.name] = (test[0], test[-1])
-    assert tests == {"s1": ("P03", "P15"), "s2": ("P16", "P28"), "s3": ("P29", "P41"), "s4": ("P42", "P54")}
+    configs = breakfast.CONFIGS_BY_NAME
+    assert sorted(configs) == sorted(f"{stereo}{suffix}" for stereo in ("both", "ch0")
+                                     for suffix in ("", "_s1", "_s2", "_s3", "_s4"))
+    assert breakfast.Breakfast.DEFAULT_CONFIG_NAME == "both"  # the paper's protocol
+    for stereo in ("both", "ch0"):
+        assert (configs[stereo].stereo, configs[stereo].protocol, configs[stereo].splits) == (stereo, "paper", paper)
+        tests = {}
+        for n in range(1, 5):
+            config = configs[f"{stereo}_s{n}"]
+            assert config.stereo == stereo and config.protocol == f"s{n}"
+            train, test = config.splits["train"], config.splits["test"]
+            assert len(test) == 13 and sorted(train + test) == list(breakfast.ACTORS)
+            tests[config.protocol] = (test[0], test[-1])
+        assert tests == {"s1": ("P03", "P15"), "s2": ("P16", "P28"), "s3": ("P29", "P41"), "s4": ("P42", "P54")}
+    # The reference counts agree: the paper's split and s1..s4 all hold Breakfast's 1989 files, and s4
+    # trains on the paper's training actors (P03..P41) and tests on its validation + test actors.
+    assert sum(breakfast.reference_counts("paper").values()) == 1989 == breakfast.TOTAL_COUNT
+    assert breakfast.reference_counts("s4") == {"train": 1322, "test": 256 + 411}
+    assert breakfast.reference_counts("s1") == {"train": 1989 - 284, "test": 284}
 
 
-def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path):
+def test_breakfast_count_report():
+    assert breakfast.count_report("both", {"train": 1322, "validation": 256, "test": 411}) == [
+        "breakfast/both paper split: train 1322 (paper 1322), validation 256 (paper 256), test 411 (paper 411)"
+    ]
+    assert breakfast.count_report("breakfast/both_s3", {"train": 1457, "test": 532}) == [
+        "breakfast/both_s3 standard split s3: train 1457 (official 1457), test 532 (official 532)"
+    ]
+    # A partial copy (the fake tree's counts): one warning line per differing split, not an error.
+    lines = breakfast.count_report("both", {"train": 5, "validation": 1, "test": 2}, skipped=1)
+    assert lines[0] == "breakfast/both paper split: train 5 (paper 1322), validation 1 (paper 256), test 2 (paper 411)"
+    assert [line.split(":")[0] for line in lines[1:]] == ["warning"] * 4
+    assert lines[1].startswith("warning: breakfast/both train has 5 videos where the paper has 1322")
+    assert lines[2].startswith("warning: breakfast/both validation has 1 video where the paper has 256")
+    assert lines[3].startswith("warning: breakfast/both test has 2 videos where the paper has 411")
+    assert lines[4] == "warning: 1 unreadable video left out of breakfast/both"
+    lines = breakfast.count_report("both_s2", {"train": 1483, "test": 500})
+    assert len(lines) == 2
+    assert lines[1].startswith("warning: breakfast/both_s2 test has 500 videos where the official s2 has 506")
+    # One stereo channel: the references (for both channels) are shown, no mismatch warnings.
+    assert breakfast.count_report("ch0", {"train": 4, "validation": 1, "test": 2}) == [
+        (
+            "breakfast/ch0 paper split: train 4, validation 1, test 2 (stereo channel 0 only; the paper's counts, "
+            "train 1322, validation 256, test 411, are for breakfast/both)"
+        )
+    ]
+    with pytest.raises(RajaxError, match="no Breakfast config"):
+        breakfast.count_report("paper", {"train": 1})
+
+
+def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path, capsys):
     builder = build(breakfast.Breakfast, breakfast_dir.parent, tmp_path / "tfds")
-    assert builder.builder_config.name == "paper"
+    assert builder.builder_config.name == "both"  # the default: the paper's protocol
+    # The build reports its counts beside the paper's; the fake tree's differ: warnings, no error.
+    report = [
+        "breakfast/both paper split: train 5 (paper 1322), validation 1 (paper 256), test 2 (paper 411)",
+        (
+            "warning: breakfast/both train has 5 videos where the paper has 1322: "
+            "this copy of Breakfast does not match the protocol (a partial copy?)"
+        ),
+    ]
+    printed = capsys.readouterr().out.splitlines()
+    assert report[0] in printed and report[1] in printed
+    assert "warning: 1 unreadable video left out of breakfast/both" in printed
+    assert builder.count_report()[:2] == report
     assert builder.info.features["label"].names == list(breakfast.LABELS)
     splits = {name: list(builder.as_dataset(split=name).as_numpy_iterator()) for name in ("train", "validation", "test")}
     ids = {name: sorted(e["video_id"].decode() for e in examples) for name, examples in splits.items()}
     assert ids == {
-        "train": ["P03/cam01/P03_cereals", "P03/stereo/P03_cereals", "P20/stereo/P20_tea", "P20/webcam01/P20_salat"],
+        "train": [  # both stereo channels, two videos
+            "P03/cam01/P03_cereals", "P03/stereo/P03_cereals_ch0", "P03/stereo/P03_cereals_ch1",
+            "P20/stereo/P20_tea_ch1", "P20/webcam01/P20_salat",
+        ],
         "validation": ["P42/cam02/P42_scrambledegg"],
         "test": ["P47/cam01/P47_pancake", "P54/webcam02/P54_coffee"],  # the broken P47 juice is left out
     }
@@ -132,8 +197,10 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path):
     assert cereals["actor"] == b"P03" and cereals["camera"] == b"cam01"
     assert cereals["has_actor"] and list(cereals["actor_square"]) == [2, 3, 12]
     assert not examples["P47/cam01/P47_pancake"]["has_actor"]  # detection fell back to the full frame
-    assert not examples["P03/stereo/P03_cereals"]["has_actor"]  # no detection at all
-    tea = examples["P20/stereo/P20_tea"]
+    assert not examples["P03/stereo/P03_cereals_ch0"]["has_actor"]  # no detection at all
+    assert examples["P03/stereo/P03_cereals_ch1"]["file_name"].endswith(b"P03/stereo/P03_cereals_ch1.avi")
+    assert examples["P03/stereo/P03_cereals_ch1"]["num_frames"] == 10  # not channel 0's 9 frames
+    tea = examples["P20/stereo/P20_tea_ch1"]
     assert tea["file_name"] == b"BreakfastII_15fps_qvga_sync/P20/stereo/P20_tea_ch1.avi"
     assert tea["label"] == breakfast.LABELS.index("tea")
     path = breakfast_dir / "P20/stereo/P20_tea_ch1.avi"
@@ -144,7 +211,7 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path):
 
     # The pipeline reads the TFDS split exactly like the files themselves.
     train = builder.as_dataset(split="train", shuffle_files=False)
-    def evaluation_batches(videos):  # 4 videos in batches of 3: the second batch ends in padding
+    def evaluation_batches(videos):  # 5 videos in batches of 3: the second batch ends in padding
         dataset = pipeline.evaluation_dataset(
             videos, batch_size=3, num_timesteps=T, timestep_length=L, size=SIZE, dtype="uint8", shard=None
         )
@@ -163,11 +230,11 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path):
     assert_close_pixels(batch["frames"], expected["frames"])
     np.testing.assert_array_equal(batch["video_id"], expected["video_id"])
     np.testing.assert_array_equal(batch["label"], expected["label"])
-    np.testing.assert_array_equal(batch["mask"], [1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(batch["mask"], [1, 1, 1, 1, 1, 0])
     assert batch["video_id"][-1] == b"<padding>" and (batch["frames"][-1] == 0).all()
 
     # Training from TFDS: one region per video, drawn like the file pipeline draws it.
-    settings = dict(epoch=2, seed=4, batch_size=2, num_timesteps=T, timestep_length=L, size=SIZE,
+    settings = dict(epoch=2, seed=4, batch_size=1, num_timesteps=T, timestep_length=L, size=SIZE,
                     dtype="uint8", shard=None)
     from_tfds = list(pipeline.training_dataset(pipeline.tfds_videos(train), **settings).as_numpy_iterator())
     from_files = list(pipeline.training_dataset(records, **settings).as_numpy_iterator())
@@ -175,10 +242,31 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path):
         v.decode(): (f, r) for b in out for v, f, r in zip(b["video_id"], b["frames"], b["region"])
     }
     tfds_elements, file_elements = flatten(from_tfds), flatten(from_files)
-    assert len(tfds_elements) == len(file_elements) == 4
+    assert len(tfds_elements) == len(file_elements) == 5
     for video_id, (frames, region) in tfds_elements.items():
         assert region == pipeline.choose_region(4, 2, video_id, 11) == file_elements[video_id][1]
         assert_close_pixels(frames, file_elements[video_id][0])
+
+
+def test_breakfast_ch0_config_keeps_channel_0_only(breakfast_dir, tmp_path, capsys):
+    builder = tfds.builder("breakfast/ch0", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(breakfast_dir.parent)))
+    assert (builder.builder_config.name, builder.builder_config.stereo) == ("ch0", "ch0")
+    ids = {
+        split: sorted(e["video_id"].decode() for e in builder.as_dataset(split=split).as_numpy_iterator())
+        for split in ("train", "validation", "test")
+    }
+    assert ids == {
+        "train": ["P03/cam01/P03_cereals", "P03/stereo/P03_cereals_ch0", "P20/webcam01/P20_salat"],
+        "validation": ["P42/cam02/P42_scrambledegg"],
+        "test": ["P47/cam01/P47_pancake", "P54/webcam02/P54_coffee"],
+    }
+    printed = capsys.readouterr().out.splitlines()
+    assert (
+        "breakfast/ch0 paper split: train 3, validation 1, test 2 (stereo channel 0 only; the paper's counts, "
+        "train 1322, validation 256, test 411, are for breakfast/both)"
+    ) in printed
+    assert not [line for line in printed if line.startswith("warning: breakfast/ch0")]  # no mismatch warnings
 
 
 # video_folder ---------------------------------------------------------------------------------
