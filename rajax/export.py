@@ -154,7 +154,8 @@ def _read_training_state(state_dir: Path, shown: Path) -> Network:
         if head is not None:
             not_exported.append(_head_sentence(shown, head, config))
         if "Logits" not in params and _STEM in params:
-            params["Logits"] = _zero_logits(params, head, shown, not_exported)
+            params["Logits"], sentence = _zero_logits(params, head, shown)
+            not_exported.append(sentence)
     if _STEM not in params:
         what = ", ".join(sorted(params)) or "nothing"
         raise WeightsError(
@@ -173,8 +174,9 @@ def _head_sentence(shown: Path, head: Mapping, config: Mapping) -> str:
             f"{', '.join(sorted(head))}) has no place in an I3D and is not exported")
 
 
-def _zero_logits(params: Mapping, head: Mapping | None, shown: Path, not_exported: list[str]) -> dict:
-    """An all-zero I3D classifier for an end-to-end backbone, which was trained without one.
+def _zero_logits(params: Mapping, head: Mapping | None, shown: Path) -> tuple[dict, str]:
+    """An all-zero I3D classifier for an end-to-end backbone, which was trained without one,
+    and the sentence that says so.
 
     Both target formats need a Logits layer (pytorch-i3d's strict load, DeepMind's Saver). Zeros
     say plainly "no classifier" where a classifier taken from elsewhere would look trained.
@@ -188,13 +190,11 @@ def _zero_logits(params: Mapping, head: Mapping | None, shown: Path, not_exporte
 
     classes = int(np.shape(biases[0])[0])
     features = feature_channels(int(np.shape(params[_STEM]["kernel"])[-1]) / 64)
-    not_exported.append(
-        f"{shown}: an end-to-end run trains no I3D classifier (the head scores its {classes} "
-        "classes); the exported Logits layer is all zeros: the features are the trained "
-        "network's, its logits mean nothing"
-    )
-    return {"Conv3d_0c_1x1": {"kernel": np.zeros((1, 1, 1, features, classes), np.float32),
-                              "bias": np.zeros((classes,), np.float32)}}
+    layer = {"Conv3d_0c_1x1": {"kernel": np.zeros((1, 1, 1, features, classes), np.float32),
+                               "bias": np.zeros((classes,), np.float32)}}
+    return layer, (f"{shown}: an end-to-end run trains no I3D classifier (the head scores its "
+                   f"{classes} classes); the exported Logits layer is all zeros: the features are "
+                   "the trained network's, its logits mean nothing")
 
 
 def _numpy(tree: Any) -> Any:

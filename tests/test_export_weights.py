@@ -7,6 +7,7 @@ pytorch-i3d's names, and the raw ``tf.nn`` forward pass of test_i3d reading the 
 DeepMind's names. The Kinetics-400 weights must classify the two real Kinetics clips with both.
 """
 
+import functools
 import warnings
 
 import jax
@@ -70,9 +71,14 @@ def torch_outputs(model, clips):
     return logits.numpy(), features.numpy()
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _rajax_outputs(model, variables, clips):
+    return model.apply(variables, clips), model.apply(variables, clips, output="features")
+
+
 def rajax_outputs(model, variables, clips):
-    run = jax.jit(lambda v, x: (model.apply(v, x), model.apply(v, x, output="features")))
-    return tuple(np.asarray(a) for a in run(variables, clips))
+    """(logits, features) of rajax's InceptionI3d (compiled once per model and input shape)."""
+    return tuple(np.asarray(a) for a in _rajax_outputs(model, variables, clips))
 
 
 def assert_same_arrays(got, expected):
@@ -123,7 +129,9 @@ def tiny_run(tmp_path_factory):
     write_config_json(config, workdir / "end_to_end" / "config.json")
     return {"workdir": workdir, "export_dir": export_dir, "variables": jax.device_get(trained_variables),
             "model": InceptionI3d(num_classes=10, width_multiplier=config.backbone.width_multiplier),
-            "classes": list(config.classes)}
+            "classes": list(config.classes),
+            # One input for every tiny forward pass (one compilation); 224 reaches tf_i3d's 7x7 pool.
+            "clips": np.random.default_rng(1).uniform(-1, 1, (1, 16, 224, 224, 3)).astype(np.float32)}
 
 
 def test_stage_one_backbone_exports_to_both_formats_and_reloads(tiny_run, tmp_path):
@@ -140,7 +148,7 @@ def test_stage_one_backbone_exports_to_both_formats_and_reloads(tiny_run, tmp_pa
     assert any("no class names" in s and ", ".join(tiny_run["classes"]) in s for s in said["deepmind"])
 
     # The re-imported network computes what the original computes, on a clip that reaches the logits.
-    clips = np.random.default_rng(1).uniform(-1, 1, (1, 16, 224, 224, 3)).astype(np.float32)
+    clips = tiny_run["clips"]
     logits, features = rajax_outputs(model, original, clips)
     for name, output in (("pytorch-i3d", tmp_path / "tiny.pt"), ("deepmind", tmp_path / "dm" / "model.ckpt")):
         again = rajax_outputs(model, weights.convert(name, output), clips)
@@ -203,9 +211,9 @@ def test_end_to_end_run_exports_its_backbone_and_names_the_head(tiny_run, tmp_pa
     assert_same_arrays(back["batch_stats"], tiny_run["variables"]["batch_stats"])
     logits = back["params"]["Logits"]["Conv3d_0c_1x1"]
     assert logits["kernel"].shape == (1, 1, 1, 128, 10) and not logits["kernel"].any() and not logits["bias"].any()
-    clips = np.random.default_rng(2).uniform(-1, 1, (1, 16, 64, 64, 3)).astype(np.float32)
-    features = tiny_run["model"].apply(back, clips, output="features")
-    np.testing.assert_array_equal(features, tiny_run["model"].apply(tiny_run["variables"], clips, output="features"))
+    _, features = rajax_outputs(tiny_run["model"], back, tiny_run["clips"])
+    _, expected = rajax_outputs(tiny_run["model"], tiny_run["variables"], tiny_run["clips"])
+    np.testing.assert_array_equal(features, expected)
 
 
 def test_a_training_run_exports_its_best_state(tiny_run, tmp_path):
@@ -308,7 +316,7 @@ def test_kinetics_deepmind_export_runs_in_tensorflow_and_classifies_both_clips(k
     prefix = kinetics["outputs"]["deepmind"]
     shapes = tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
     assert len(shapes) == 230
-    assert shapes[f"RGB/inception_i3d/{QUIRK}/conv_3d/w"] == [3, 3, 3, 24, 64]
+    assert shapes[f"RGB/inception_i3d/{QUIRK}/conv_3d/w"] == [3, 3, 3, 32, 128]
     assert "RGB/inception_i3d/Mixed_5b/Branch_2/Conv3d_0b_3x3/conv_3d/w" not in shapes
     assert shapes["RGB/inception_i3d/Conv3d_1a_7x7/batch_norm/beta"] == [1, 1, 1, 1, 64]
     assert shapes["RGB/inception_i3d/Logits/Conv3d_0c_1x1/conv_3d/b"] == [400]
