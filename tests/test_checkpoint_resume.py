@@ -19,14 +19,21 @@ from rajax import cli
 from rajax.data.features import FeatureWriter
 from rajax.train import checkpoints, metrics
 from rajax.train.config import apply_overrides, load_config
+from rajax.train.extraction import feature_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 REGIONS = ("full", "grid_1_1", "actor")
 
 
 def make_feature_store(path: Path, counts=(("train", 128), ("validation", 16), ("test", 20)), seed=0):
-    """A real feature store of a toy problem: the class shows in the actor region only."""
-    writer = FeatureWriter(path, REGIONS, num_positions=3, channels=16, dtype="float32")
+    """A real feature store of a toy problem: the class shows in the actor region only.
+
+    Its recorded settings are those of the tiny config, so that head training accepts it.
+    """
+    config = load_config("tiny")
+    writer = FeatureWriter(path, REGIONS, num_positions=3, channels=16, dtype="float32",
+                           class_names=list(config.classes),
+                           settings=feature_settings(config, backbone_digest="sha256:toy-features"))
     rng = np.random.default_rng(seed)
     prototypes = np.random.default_rng(99).normal(size=(10, 16)) * 1.5
     for split, n in counts:
@@ -146,7 +153,7 @@ def test_training_outputs(tmp_path, store):
     assert cli.main(train_command(workdir, store, "--config.train_head.num_epochs=2",
                                   "--config.head.name=region_mean")[3:]) == 0
     run_dir = workdir / "train_head"
-    saved = json.loads((workdir / "config.json").read_text())
+    saved = json.loads((run_dir / "config.json").read_text())
     assert saved["head"]["name"] == "region_mean" and saved["train_head"]["num_epochs"] == 2
     records = metrics.read_metrics(run_dir)
     train = [r for r in records if r["split"] == "train"]

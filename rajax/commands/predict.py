@@ -57,11 +57,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from rajax.errors import RajaxError
-    from rajax.train.config import read_config_json
 
     if not Path(args.video).is_file():
         raise RajaxError(f"{args.video}: no such video file")
-    config = read_config_json(Path(args.workdir) / "config.json")
+    from rajax.train.inference import check_trained
+
+    # Everything that can be checked without the network, before minutes of detection.
+    config = check_trained(args.workdir, args.stage)
     # Detection first: its process must never share an interpreter with TensorFlow.
     actor_square = _actor_square(args, config)
     from rajax.train import inference

@@ -3,9 +3,9 @@
 On disk, a directory::
 
     store/
-      meta.json        {"format": "rajax-features", "version": 1, "region_names": [...],
+      meta.json        {"format": "rajax-features", "version": 2, "region_names": [...],
                         "num_positions": T', "channels": C, "dtype": "float16",
-                        "class_names": [...] or null, "extra": {...}}
+                        "class_names": [...] or null, "settings": {...}}
       index.jsonl      one line per stored video, in the order written:
                         {"video_id": ..., "label": int, "split": str or null, "file": "features/....npy"}
       features/<name>.npy   the features of one video: [R, T', C] in meta's dtype, regions in
@@ -16,7 +16,11 @@ place, then its index line is appended with one ``write`` and ``fsync``. A video
 index line is there, so an interrupted extraction loses at most the video in progress; rerunning
 skips done videos (``video_id in writer``). A last index line cut short by a crash is ignored and
 cut off when the store is opened for writing again. ``meta.json`` is itself written atomically and
-is checked on reopening: a store is never silently extended with features of another shape.
+is checked on reopening: a store is never extended with features of another shape, and never
+reused for features computed another way. ``settings`` records everything else that changes a
+video's features (sampling, crop size, extraction mode, the backbone's digest ...: see
+``rajax.train.extraction.feature_settings``); reopening with other settings is an error naming
+each setting that differs, and so is training a head on a store made for another config.
 
 float16 is the default dtype: it halves the store (1.4 MB per Breakfast video of 11 x 63 x 1024)
 and the heads train in float32 anyway.
@@ -38,7 +42,7 @@ from rajax.errors import RajaxError
 from rajax.files import atomic_write, atomic_write_text
 
 FORMAT = "rajax-features"
-VERSION = 1
+VERSION = 2
 META_FILE = "meta.json"
 INDEX_FILE = "index.jsonl"
 FEATURES_DIR = "features"
@@ -62,8 +66,16 @@ def read_meta(store: str | os.PathLike) -> dict:
     if meta.get("format") != FORMAT:
         raise RajaxError(f"{path}: not a rajax feature store (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:
-        raise RajaxError(f"{path}: feature store version {meta.get('version')}, this rajax reads {VERSION}")
+        raise RajaxError(f"{path}: feature store version {meta.get('version')}, this rajax reads {VERSION}; "
+                         "extract the features again into a new directory")
     return meta
+
+
+def settings_differences(stored: dict, wanted: dict, keys=None) -> list[str]:
+    """``'key: stored value (store) vs wanted value'`` for every setting (of ``keys``) that differs."""
+    keys = sorted(set(stored) | set(wanted)) if keys is None else keys
+    return [f"{key}: {stored.get(key)!r} (store) vs {wanted.get(key)!r}" for key in keys
+            if stored.get(key) != wanted.get(key)]
 
 
 def _parse_index(path: Path) -> tuple[list[dict], int]:
@@ -122,7 +134,7 @@ class FeatureWriter:
         channels: int,
         dtype: str = "float16",
         class_names: Sequence[str] | None = None,
-        extra: dict | None = None,
+        settings: dict | None = None,
     ):
         self.store = Path(store)
         if self.store.exists() and not self.store.is_dir():
@@ -137,18 +149,18 @@ class FeatureWriter:
             "channels": int(channels),
             "dtype": np.dtype(dtype).name,
             "class_names": list(class_names) if class_names is not None else None,
-            "extra": extra or {},
+            "settings": dict(settings or {}),
         }
         (self.store / FEATURES_DIR).mkdir(parents=True, exist_ok=True)
         meta_path = self.store / META_FILE
         if meta_path.exists():
             existing = read_meta(self.store)
-            for key in ("region_names", "num_positions", "channels", "dtype", "class_names"):
-                if existing.get(key) != self.meta[key]:
-                    raise RajaxError(
-                        f"{self.store}: existing store has {key}={existing.get(key)!r}, "
-                        f"not {self.meta[key]!r}; use another directory"
-                    )
+            differences = settings_differences(
+                existing, self.meta, ("region_names", "num_positions", "channels", "dtype", "class_names"))
+            differences += settings_differences(existing.get("settings", {}), self.meta["settings"])
+            if differences:
+                raise RajaxError(f"{self.store}: the store holds features made another way ("
+                                 + "; ".join(differences) + "); use another directory or delete it")
             self.meta = existing
         else:
             text = json.dumps(self.meta, indent=2) + "\n"

@@ -76,41 +76,81 @@ def records_from_folder(
 
 
 def records_from_csv(
-    csv_file: str | os.PathLike, class_names: Sequence[str] | None = None
+    csv_file: str | os.PathLike,
+    class_names: Sequence[str] | None = None,
+    *,
+    splits: Sequence[str] | None = None,
+    default_split: str | None = None,
 ) -> tuple[list[VideoRecord], list[str]]:
     """Records from a CSV of ``path,label[,split]`` rows (a ``path,label,...`` header is optional).
 
     Relative paths are relative to the CSV's folder. Labels are class names; their index is the
-    position in ``class_names`` (default: the sorted distinct labels).
+    position in ``class_names`` (default: the sorted distinct labels). ``video_id`` is the path
+    without its suffix.
+
+    Nothing is dropped or merged silently; each of these is an error naming the file and its
+    line(s): a path listed twice (with the same or another label or split: one video must not be
+    trained on and tested), two paths with the same video id (``x.mp4`` and ``x.avi``), a split not
+    in ``splits`` (when given), and an empty split, unless ``default_split`` says where such rows go.
     """
     csv_file = Path(csv_file)
     if not csv_file.is_file():
         raise RajaxError(f"{csv_file}: no such CSV file")
-    with open(csv_file, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    if rows and rows[0][0].strip().lower() == "path":
-        rows = rows[1:]
+    rows = _read_csv_rows(csv_file)
     parsed = []
-    for number, row in enumerate(rows, start=1):
+    seen_paths: dict[str, int] = {}
+    seen_ids: dict[str, tuple[int, str]] = {}
+    for line, row in rows:
         if len(row) not in (2, 3):
-            raise RajaxError(f"{csv_file}: row {number} has {len(row)} columns; expected path,label[,split]")
+            raise RajaxError(f"{csv_file}: line {line} has {len(row)} columns; expected path,label[,split]")
         path, label = row[0].strip(), row[1].strip()
-        split = row[2].strip() or None if len(row) == 3 else None
+        split = (row[2].strip() if len(row) == 3 else "") or default_split
         if not path or not label:
-            raise RajaxError(f"{csv_file}: row {number} has an empty path or label")
-        parsed.append((path, label, split))
+            raise RajaxError(f"{csv_file}: line {line} has an empty path or label")
+        if split is None and splits is not None:
+            raise RajaxError(f"{csv_file}: line {line} ({path}) has no split; give one of {', '.join(splits)}")
+        if split is not None and splits is not None and split not in splits:
+            raise RajaxError(f"{csv_file}: line {line} ({path}) has split {split!r}, not one of {', '.join(splits)}")
+        if path in seen_paths:
+            raise RajaxError(f"{csv_file}: line {line} lists {path} again (first on line {seen_paths[path]}); "
+                             "each video must appear once")
+        seen_paths[path] = line
+        video_id = Path(path).with_suffix("").as_posix()
+        if video_id in seen_ids:
+            other_line, other_path = seen_ids[video_id]
+            raise RajaxError(f"{csv_file}: line {line} ({path}) and line {other_line} ({other_path}) give the "
+                             f"same video id {video_id!r}; rename one of the files")
+        seen_ids[video_id] = (line, path)
+        parsed.append((line, path, video_id, label, split))
     if not parsed:
         raise RajaxError(f"{csv_file}: no rows")
     if class_names is None:
-        class_names = sorted({label for _, label, _ in parsed})
+        class_names = sorted({label for _, _, _, label, _ in parsed})
     index = {name: i for i, name in enumerate(class_names)}
     records = []
-    for path, label, split in parsed:
+    for line, path, video_id, label, split in parsed:
         if label not in index:
-            raise RajaxError(f"{csv_file}: label {label!r} of {path} is not among the class names")
+            raise RajaxError(f"{csv_file}: line {line}: label {label!r} of {path} is not among the class names "
+                             f"({', '.join(class_names)})")
         full = Path(path) if Path(path).is_absolute() else csv_file.parent / path
-        records.append(VideoRecord(Path(path).with_suffix("").as_posix(), str(full), index[label], split=split))
+        records.append(VideoRecord(video_id, str(full), index[label], split=split))
     return records, list(class_names)
+
+
+def _read_csv_rows(csv_file: Path) -> list[tuple[int, list[str]]]:
+    """``(line number, cells)`` of every non-blank row, the header left out."""
+    try:
+        with open(csv_file, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as error:
+        raise RajaxError(f"{csv_file}: not UTF-8 text (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
+                         "save the CSV as UTF-8") from None
+    except csv.Error as error:
+        raise RajaxError(f"{csv_file}: not a readable CSV ({error})") from None
+    if rows and rows[0][1][0].strip().lower() == "path":
+        rows = rows[1:]
+    return rows
 
 
 def _tail(path: str, parts: int) -> str:

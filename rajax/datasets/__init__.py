@@ -5,7 +5,7 @@ Build one with, for example::
     import tensorflow_datasets as tfds
     from rajax.datasets import Breakfast
 
-    builder = Breakfast(config="paper", data_dir="~/tensorflow_datasets", actors_file="actors.jsonl")
+    builder = Breakfast(config="both", data_dir="~/tensorflow_datasets", actors_file="actors.jsonl")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir="/data/BreakfastII_15fps_qvga_sync"))
     train = builder.as_dataset(split="train")

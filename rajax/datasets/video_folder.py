@@ -42,7 +42,6 @@ Unreadable videos are reported, counted and left out; the build goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable
@@ -177,8 +176,7 @@ def video_examples(records: Iterable[VideoRecord], manual_dir: Path, extra_field
 def _folder_records(manual_dir: Path) -> tuple[list[VideoRecord], list[str]]:
     csv_path = manual_dir / CSV_FILE
     if csv_path.is_file():
-        records, names = records_from_csv(csv_path)
-        return [r if r.split else dataclasses.replace(r, split="train") for r in records], names
+        return records_from_csv(csv_path, splits=SPLIT_FOLDERS, default_split="train")
     subfolders = sorted(p.name for p in manual_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subfolders and set(subfolders) <= set(SPLIT_FOLDERS):
         class_names = sorted(

@@ -248,7 +248,7 @@ def extract_features(manifest: dict, squares: dict, settings: DemoSettings, stor
         (len(REGION_NAMES), frames, settings.region_size, settings.region_size, 3), np.float32)).shape
     writer = FeatureWriter(store, REGION_NAMES, num_positions=shape[1], channels=shape[2], dtype="float32",
                            class_names=generate.ACTIVITY_NAMES,
-                           extra={"backbone": "Kinetics-400 I3D (not fine-tuned)", "extraction": "one_shot",
+                           settings={"backbone": "Kinetics-400 I3D (not fine-tuned)", "extraction": "one_shot",
                                   "num_timesteps": settings.num_timesteps, "region_size": settings.region_size})
     videos = manifest["videos"]
     with tqdm(total=len(videos), desc="I3D features", unit="video", disable=not progress) as bar:

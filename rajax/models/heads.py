@@ -297,3 +297,14 @@ def build_head(name: str, num_classes: int, **options) -> nn.Module:
     accepted = {field.name for field in dataclasses.fields(head_class)} - {"parent", "name"}
     kwargs = {key: value for key, value in options.items() if key in accepted}
     return head_class(num_classes=num_classes, **kwargs)
+
+
+def head_config_problems(head_config) -> list[str]:
+    """One line per problem of ``config.head`` (checked with the rest of the config, up front)."""
+    problems = []
+    if head_config.name not in HEADS:
+        problems.append(f"config.head.name={head_config.name}: unknown head; choose one of "
+                        f"{', '.join(sorted(HEADS))}")
+    if not 0 <= head_config.dropout_rate < 1:
+        problems.append(f"config.head.dropout_rate={head_config.dropout_rate}: must be in [0, 1)")
+    return problems

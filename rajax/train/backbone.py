@@ -150,6 +150,18 @@ def export_backbone(variables: dict, directory: str | os.PathLike, config, sourc
     return weights.save_checkpoint(variables, directory, metadata, overwrite=True)
 
 
+def variables_digest(variables: dict) -> str:
+    """A short SHA-256 of every variable (path, dtype, shape and bytes): which weights these are."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path, value in sorted(traverse_util.flatten_dict(flax.core.unfreeze(variables), sep="/").items()):
+        value = np.ascontiguousarray(np.asarray(value))
+        digest.update(f"{path}|{value.dtype}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
 def finetuned_dir(config, workdir: str | os.PathLike) -> Path:
     return Path(config.backbone.finetuned_dir or Path(workdir) / "finetune")
 

@@ -16,6 +16,7 @@ leaves the previous checkpoints intact and the half-written one is ignored (and 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,30 +78,63 @@ def save(manager: ocp.CheckpointManager, step: int, state, meta: dict[str, Any])
 
 
 def restore(manager: ocp.CheckpointManager, target_state, step: int | None = None):
-    """``(state, meta)`` of ``step`` (default: newest), shaped like ``target_state``; None if empty.
+    """``(state, meta)`` of ``step`` (default: the newest that restores), shaped like
+    ``target_state``; None if there is no checkpoint.
 
     ``target_state`` is a TrainState of host arrays (or ShapeDtypeStructs) with the structure to
-    fill; arrays come back as numpy on the host.
+    fill; arrays come back as numpy on the host. Without ``step``, a newest checkpoint that cannot
+    be read (files damaged by a crash or a full disk) is reported and the one before it is tried,
+    so a run resumes from the newest good state. When none restores, the error names each step and
+    why: then the cause is more likely the model (another config) than the files.
     """
-    step = manager.latest_step() if step is None else step
-    if step is None:
+    candidates = sorted(manager.all_steps(), reverse=True) if step is None else [step]
+    if not candidates:
         return None
     template = jax.tree.map(_as_restore_template, state_to_tree(target_state))
-    try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()
-            ),
-        )
-    except Exception as error:  # orbax raises many kinds; all mean the same to the user
-        raise RajaxError(
-            f"{manager.directory}/{step}: cannot restore the checkpoint into this model "
-            f"({type(error).__name__}: {error}); was it written with a different config?"
-        ) from error
-    state = flax.serialization.from_state_dict(target_state, restored["state"])
-    state = jax.tree.map(np.asarray, state)
-    return state, dict(restored["meta"])
+    failures = []
+    for candidate in candidates:
+        try:
+            restored = manager.restore(
+                candidate,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as error:  # noqa: BLE001 - orbax raises many kinds; all mean the same here
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            failures.append(f"{candidate} ({reason[:300]})")
+            continue
+        if failures:
+            aside = _set_aside(manager, [int(f.split(" ", 1)[0]) for f in failures])
+            print(f"{manager.directory}: checkpoint(s) {', '.join(failures)} could not be restored and "
+                  f"were moved to {aside}; using step {candidate}, the newest that restores.", file=sys.stderr)
+        state = flax.serialization.from_state_dict(target_state, restored["state"])
+        state = jax.tree.map(np.asarray, state)
+        return state, dict(restored["meta"])
+    raise RajaxError(
+        f"{manager.directory}: no checkpoint restores into this model (step {'; step '.join(failures)}); "
+        "if the files are intact, this work directory was trained with another config"
+    )
+
+
+def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> Path:
+    """Moves unreadable step folders out of the manager's way (kept for inspection, never deleted),
+    so that the resumed run can save those steps again."""
+    directory = Path(manager.directory)
+    aside = directory.parent / f"{directory.name}_unreadable"
+    if jax.process_index() != 0:  # one process moves the shared folders; the others only read
+        return aside
+    aside.mkdir(exist_ok=True)
+    for step in steps:
+        source = directory / str(step)
+        if source.exists():
+            target = aside / str(step)
+            suffix = 1
+            while target.exists():
+                target, suffix = aside / f"{step}.{suffix}", suffix + 1
+            source.rename(target)
+    manager.reload()
+    return aside
 
 
 def _as_restore_template(x):

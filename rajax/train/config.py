@@ -11,11 +11,12 @@ This module imports only ml_collections: the CLI builds its parser from it.
 
 from __future__ import annotations
 
-import ast
 import argparse
+import ast
 import importlib.util
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,114 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The config named by ``args.config`` with the ``--config.x=y`` overrides applied."""
-    return apply_overrides(load_config(args.config), overrides_from_args(args))
+    """The config named by ``args.config`` with the ``--config.x=y`` overrides applied, validated."""
+    return validate_config(apply_overrides(load_config(args.config), overrides_from_args(args)))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: every problem of a config at once, before anything is read, computed or written.
+
+EXTRACTION_MODES = ("one_shot", "one_at_a_time")
+TEMPORAL_POOLS = ("valid", "none")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+FEATURE_DTYPES = ("float16", "float32")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+TRAINING_STAGES = ("finetune", "train_head", "end_to_end")
+# The smallest square crop the I3D trunk takes: five stride-2 reductions leave one pixel at 32.
+MIN_CROP_SIZE = 32
+
+
+def config_problems(config) -> list[str]:
+    """One line per invalid field of an experiment config (empty: the config is valid)."""
+    from rajax.data.regions import resolve_regions
+    from rajax.data.sampling import SAMPLING_MODES
+
+    problems: list[str] = []
+
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            problems.append(f"config.{key}={_shown(config, key)}: {message}")
+
+    def one_of(key: str, choices) -> None:
+        check(_get(config, key) in choices, key, f"choose one of {', '.join(choices)}")
+
+    def at_least(key: str, minimum) -> None:
+        value = _get(config, key)
+        check(isinstance(value, (int, float)) and value >= minimum, key, f"must be at least {minimum}")
+
+    def regions(key: str) -> tuple[str, ...]:
+        try:
+            return resolve_regions(tuple(_get(config, key)))
+        except ValueError as error:
+            check(False, key, str(error))
+            return ()
+
+    one_of("stage", TRAINING_STAGES)
+    classes = tuple(config.classes)
+    check(len(classes) >= 2 and len(set(classes)) == len(classes), "classes",
+          "needs at least two distinct class names")
+    check(bool(config.data.csv or config.data.dataset), "data.dataset", "give a TFDS dataset or data.csv")
+    one_of("data.sampling", SAMPLING_MODES)
+    at_least("data.num_timesteps", 1)
+    at_least("data.frames_per_timestep", 1)
+    at_least("data.crop_size", MIN_CROP_SIZE)
+    regions("data.regions")
+    finetune_regions = regions("finetune.regions")
+    check(config.finetune.eval_region in finetune_regions or not finetune_regions, "finetune.eval_region",
+          f"must be one of finetune.regions ({', '.join(finetune_regions)})")
+    one_of("backbone.extraction", EXTRACTION_MODES)
+    one_of("backbone.temporal_pool", TEMPORAL_POOLS)
+    one_of("backbone.dtype", COMPUTE_DTYPES)
+    one_of("backbone.feature_dtype", FEATURE_DTYPES)
+    one_of("end_to_end.dtype", COMPUTE_DTYPES)
+    check(config.backbone.width_multiplier > 0, "backbone.width_multiplier", "must be positive")
+    for stage in TRAINING_STAGES:
+        at_least(f"{stage}.batch_size", 1)
+        at_least(f"{stage}.num_epochs", 1)
+        at_least(f"{stage}.eval_every_epochs", 1)
+        one_of(f"{stage}.optimizer.name", OPTIMIZERS)
+        one_of(f"{stage}.optimizer.schedule", SCHEDULES)
+        check(config[stage].optimizer.learning_rate > 0, f"{stage}.optimizer.learning_rate", "must be positive")
+        at_least(f"{stage}.optimizer.weight_decay", 0)
+        at_least(f"{stage}.optimizer.warmup_steps", 0)
+        for rule in ("trainable", "frozen"):
+            try:
+                re.compile(config[stage][rule])
+            except re.error as error:
+                check(False, f"{stage}.{rule}", f"not a regular expression ({error})")
+    check(0 <= config.finetune.dropout_rate < 1, "finetune.dropout_rate", "must be in [0, 1)")
+    for key in ("eval_batch_size", "extract_batch_size", "log_every_steps", "checkpoint.every_steps",
+                "checkpoint.keep"):
+        at_least(key, 1)
+    problems.extend(_head_problems(config))
+    return problems
+
+
+def _head_problems(config) -> list[str]:
+    from rajax.models.heads import head_config_problems
+
+    return head_config_problems(config.head)
+
+
+def validate_config(config):
+    """``config`` itself when valid; else a RajaxError listing every problem, one per line."""
+    problems = config_problems(config)
+    if problems:
+        raise RajaxError("invalid config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _get(config, key: str):
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _shown(config, key: str) -> str:
+    value = _get(config, key)
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def write_config_json(config, path: str | os.PathLike) -> None:

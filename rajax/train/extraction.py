@@ -23,6 +23,7 @@ import numpy as np
 from rajax.errors import RajaxError
 from rajax.train import backbone as backbone_lib
 from rajax.train import stages, steps
+from rajax.train.config import write_config_json
 
 _ID_BYTES = 256  # video ids travel between hosts as fixed-size byte rows
 
@@ -37,6 +38,46 @@ def feature_shape(model, variables, config) -> tuple[int, int]:
         variables, jax.ShapeDtypeStruct((1, frames, size, size, 3), jnp.float32),
     ).shape
     return int(shape[1]), int(shape[2])
+
+
+# The settings a stored feature depends on besides its regions, shape, dtype and classes (which
+# the store checks itself). A head trained on the store must be trained with the same ones.
+DATA_SETTINGS = ("num_timesteps", "frames_per_timestep", "sampling", "shuffle_timesteps", "crop_size")
+BACKBONE_SETTINGS = ("extraction", "temporal_pool", "dtype", "width_multiplier")
+
+
+def feature_settings(config, backbone_digest: str) -> dict:
+    """What the features of a config depend on: sampling, crops, extraction, and which backbone.
+
+    The seed only counts when frames are drawn at random (random sampling, shuffled timesteps);
+    ``backbone`` is the digest of the backbone's variables, so features of another fine-tuning run
+    (or of the Kinetics weights) never pass for these.
+    """
+    data, backbone = config.data, config.backbone
+    random_frames = data.sampling == "random" or data.shuffle_timesteps
+    return {
+        **{key: data[key] for key in DATA_SETTINGS},
+        "sampling_seed": config.seed if random_frames else None,
+        **{key: backbone[key] for key in BACKBONE_SETTINGS},
+        "backbone": backbone_digest,
+    }
+
+
+def check_store_for_config(store, meta: dict, config) -> None:
+    """A RajaxError naming every setting in which the store's features differ from ``config``'s.
+
+    The backbone itself is not compared here (the head does not load it); stage 2 checked it when
+    the features were written, and ``rajax predict`` checks it against the backbone it runs.
+    """
+    wanted = feature_settings(config, meta.get("settings", {}).get("backbone"))
+    from rajax.data.features import settings_differences
+
+    differences = settings_differences(meta.get("settings", {}), wanted, [k for k in wanted if k != "backbone"])
+    if meta.get("class_names") != list(config.classes):
+        differences.append(f"class_names: {meta.get('class_names')} (store) vs {list(config.classes)}")
+    if differences:
+        raise RajaxError(f"{store}: the stored features were made with other settings than this config ("
+                         + "; ".join(differences) + "); extract them again or fix the config")
 
 
 def _encode_ids(ids) -> np.ndarray:
@@ -76,7 +117,10 @@ def _pending_videos(videos, count: int, done: set[str]):
 
 
 def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = True) -> dict:
-    """Extracts the features of ``splits`` (default: train, validation, test); returns counts."""
+    """Extracts the features of ``splits`` (default: train, validation, test); returns counts.
+
+    ``empty_splits`` lists the splits of which no video could be read (and none was stored before).
+    """
     from tqdm import tqdm
 
     from rajax.data import pipeline
@@ -87,11 +131,11 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
     regions = stages.region_names(config)
     positions, channels = feature_shape(model, variables, config)
     store = stages.features_dir(config, workdir)
-    extra = {"extraction": config.backbone.extraction, "num_timesteps": config.data.num_timesteps,
-             "frames_per_timestep": config.data.frames_per_timestep, "sampling": config.data.sampling,
-             "shuffle_timesteps": config.data.shuffle_timesteps, "finetuned": config.backbone.finetuned}
+    settings = feature_settings(config, backbone_lib.variables_digest(variables))
     writer = FeatureWriter(store, regions, positions, channels, dtype=config.backbone.feature_dtype,
-                           class_names=list(config.classes), extra=extra) if is_main else None
+                           class_names=list(config.classes), settings=settings) if is_main else None
+    if is_main:  # the store accepted this config: record it beside the features
+        write_config_json(config, store / "config.json")
     dtype = model.dtype
     mode, timestep_length = config.backbone.extraction, config.data.frames_per_timestep
     features_fn = jax.pmap(lambda v, clips: backbone_lib.extract_features(
@@ -101,7 +145,7 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
     videos_per_batch = config.extract_batch_size  # per host; its R regions each are spread over devices
     splits = splits or [s for s in (config.data.train_split, config.data.validation_split,
                                     config.data.test_split) if s]
-    summary = {"written": 0, "skipped_videos": 0, "already_done": 0, "store": str(store)}
+    summary = {"written": 0, "skipped_videos": 0, "already_done": 0, "store": str(store), "empty_splits": []}
     for split in splits:
         videos, count = stages.split_videos(config, split)
         done = {entry["video_id"] for entry in read_index(store, split)} if store.exists() else set()
@@ -135,6 +179,8 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
                     writer.write(video_id, int(label), split, features)
                     summary["written"] += 1
         summary["skipped_videos"] += len(skipped)
+        if len(skipped) >= count and not done:
+            summary["empty_splits"].append(split)
         if skipped and is_main:
             print(f"{split}: {len(skipped)} video(s) could not be read and were skipped:")
             for message in skipped:

@@ -9,6 +9,7 @@ outlined and shaded by its attention weight, beside the weights as bars.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -20,21 +21,46 @@ from rajax.errors import RajaxError
 from rajax.files import atomic_savefig
 from rajax.train import backbone as backbone_lib
 from rajax.train import checkpoints, stages
-from rajax.train.config import read_config_json
+
+
+def check_trained(workdir: str | os.PathLike, stage: str):
+    """The config ``stage`` was trained with, once its best checkpoint is known to exist.
+
+    Light (no JAX computation): ``rajax predict`` calls it before running the detector.
+    """
+    if stage not in ("train_head", "end_to_end"):
+        raise RajaxError(f"predict uses a head: stage must be train_head or end_to_end, not {stage!r}")
+    workdir = Path(workdir)
+    if checkpoints.latest_step(workdir / stage) is None:
+        raise RajaxError(f"{workdir / stage / checkpoints.BEST_DIR}: no trained {stage} checkpoint in this "
+                         "work directory")
+    return stages.trained_config(workdir, stage)
+
+
+def _check_same_backbone(workdir: Path, variables: dict) -> None:
+    """The backbone about to compute features must be the one whose features trained the head."""
+    record = workdir / "train_head" / stages.FEATURES_RECORD
+    if not record.is_file():
+        return
+    trained_on = json.loads(record.read_text()).get("backbone")
+    now = backbone_lib.variables_digest(variables)
+    if trained_on != now:
+        raise RajaxError(f"{record}: the head was trained on features of backbone {trained_on}, but the "
+                         f"backbone found now is {now} (was stage 1 run again?); extract and train the "
+                         "head again")
 
 
 def predict_video(workdir: str | os.PathLike, video: str | os.PathLike, *, stage: str = "train_head",
                   actor_square=None, config=None) -> dict:
-    """The prediction for one video as a JSON-able dict (see ``rajax predict --json``)."""
+    """The prediction for one video as a JSON-able dict (see ``rajax predict --json``).
+
+    ``config`` defaults to the one ``stage`` was trained with.
+    """
     from rajax.data.pipeline import load_video_regions
 
     workdir = Path(workdir)
-    config = config or read_config_json(workdir / "config.json")
-    if stage not in ("train_head", "end_to_end"):
-        raise RajaxError(f"predict uses a head: stage must be train_head or end_to_end, not {stage!r}")
+    config = config or check_trained(workdir, stage)
     best_dir = workdir / stage / checkpoints.BEST_DIR
-    if checkpoints.latest_step(workdir / stage) is None:
-        raise RajaxError(f"{best_dir}: no trained {stage} checkpoint in this work directory")
     regions = stages.region_names(config)
     data = config.data
     clips = load_video_regions(str(video), regions=regions, actor_square=actor_square,
@@ -44,6 +70,7 @@ def predict_video(workdir: str | os.PathLike, video: str | os.PathLike, *, stage
     trained = checkpoints.restore_tree(best_dir)
     if stage == "train_head":
         model, variables = backbone_lib.load_backbone(config, workdir)
+        _check_same_backbone(workdir, variables)
 
         @jax.jit
         def classify(variables, head_params, clips):

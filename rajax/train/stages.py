@@ -2,12 +2,17 @@
 
 A work directory holds one experiment::
 
-    WORKDIR/config.json        the config of the latest command run in it
-    WORKDIR/finetune/          stage 1: checkpoints/, best/, eval/, metrics.jsonl, tensorboard/,
-                               config.json, backbone/ (best fine-tuned I3D, a converted checkpoint)
-    WORKDIR/features/          stage 2: the feature store (rajax.data.features)
-    WORKDIR/train_head/        stage 3: as stage 1, without backbone/
+    WORKDIR/finetune/          stage 1: config.json (the config it was trained with), checkpoints/,
+                               best/, eval/, metrics.jsonl, tensorboard/, backbone/ (best
+                               fine-tuned I3D, a converted checkpoint)
+    WORKDIR/features/          stage 2: the feature store (rajax.data.features) and its config.json
+    WORKDIR/train_head/        stage 3: as stage 1, without backbone/, with features.json (the
+                               settings of the features it was trained on, backbone digest included)
     WORKDIR/end_to_end/        stage 4
+
+Each stage's ``config.json`` is written once the stage has validated its inputs, so a command that
+fails leaves the earlier records as they were; ``rajax evaluate`` and ``rajax predict`` read the
+config of the stage they use, never one that a later command wrote.
 
 Videos come from a TFDS dataset (``config.data.dataset``, builders in ``rajax.datasets``) or from a
 CSV of ``path,label,split`` rows (``config.data.csv``); actor squares from the dataset or from
@@ -16,6 +21,7 @@ CSV of ``path,label,split`` rows (``config.data.csv``); actor squares from the d
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -25,12 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from rajax.errors import RajaxError
+from rajax.files import atomic_write_text
 from rajax.train import backbone as backbone_lib
 from rajax.train import steps
 from rajax.train.trainer import Data, Task
 
 STAGES = ("finetune", "train_head", "end_to_end")
 FEATURES_DIR = "features"
+CONFIG_FILE = "config.json"
+FEATURES_RECORD = "features.json"  # in WORKDIR/train_head: the settings of the features it learnt from
 
 
 def stage_config(config, stage: str):
@@ -78,7 +87,8 @@ def split_videos(config, split: str):
     if data.csv:
         from rajax.data import records as records_lib
 
-        records, _ = records_lib.records_from_csv(data.csv, class_names=list(config.classes))
+        splits = [name for name in (data.train_split, data.validation_split, data.test_split) if name]
+        records, _ = records_lib.records_from_csv(data.csv, class_names=list(config.classes), splits=splits)
         records = records_lib.split_records(records, split)
         if data.actors_file:
             records, _ = records_lib.attach_actor_squares(records, data.actors_file)
@@ -201,11 +211,13 @@ def feature_batches(config, store: Path, split: str, batch_size: int, *, epoch: 
 
 def train_head(config, workdir) -> tuple[Task, Data]:
     from rajax.data.features import read_index, read_meta
+    from rajax.train.extraction import check_store_for_config
 
     head = build_head(config)  # config mistakes first, before touching the store
     regions = region_names(config)
     store = features_dir(config, workdir)
     meta = read_meta(store)
+    check_store_for_config(store, meta, config)
     params = init_head(head, config, len(regions), meta["num_positions"], meta["channels"])
     batch = per_host_batch(config.train_head.batch_size, "train_head.batch_size")
     eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
@@ -338,10 +350,14 @@ def train(config, workdir: str | os.PathLike, stage: str | None = None, progress
     stage = stage or config.stage
     settings = stage_config(config, stage)
     run_dir = Path(workdir) / stage
+    task, data = build(config, workdir, stage)  # validates data, store and checkpoints first
     if jax.process_index() == 0:
-        write_config_json(config, Path(workdir) / "config.json")
-        write_config_json(config, run_dir / "config.json")
-    task, data = build(config, workdir, stage)
+        write_config_json(config, run_dir / CONFIG_FILE)
+        if stage == "train_head":
+            from rajax.data.features import read_meta
+
+            features = read_meta(features_dir(config, workdir))["settings"]
+            atomic_write_text(run_dir / FEATURES_RECORD, json.dumps(features, indent=2) + "\n")
     report, best_state = trainer.fit(run_dir, task, data, settings, config, class_names=config.classes,
                                      progress=progress)
     if stage == "finetune" and jax.process_index() == 0:
@@ -358,9 +374,12 @@ def i3d_alone(config, workdir) -> tuple[Task, Data]:
     if not export.is_dir():
         raise RajaxError(f"{export}: no fine-tuned backbone to evaluate; run stage 1 first")
     import rajax
+    from rajax.data.features import read_meta
+    from rajax.train.extraction import check_store_for_config
 
     _, variables = rajax.load_i3d(export)
     store = features_dir(config, workdir)
+    check_store_for_config(store, read_meta(store), config)
     region = config.finetune.eval_region
     eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
 
@@ -375,6 +394,37 @@ def i3d_alone(config, workdir) -> tuple[Task, Data]:
     return Task(forward, params, {}), Data(0, None, eval_batches, (region,))
 
 
+# What evaluating a trained stage may change in its config: where the videos or features come from
+# and how they are batched, never the model, its inputs or the classes.
+EVALUATION_OVERRIDES = ("data.dataset", "data.data_dir", "data.csv", "data.train_split", "data.validation_split",
+                        "data.test_split", "data.actors_file", "data.features_dir", "eval_batch_size",
+                        "extract_batch_size", "distributed.", "stage", "log_every_steps")
+
+
+def trained_config(workdir: str | os.PathLike, stage: str, config=None):
+    """The config ``stage`` was trained with (``WORKDIR/<stage>/config.json``).
+
+    With ``config`` (the command line's), that config, after checking it differs from the trained
+    one only where ``EVALUATION_OVERRIDES`` allows: a model is never evaluated under another config.
+    """
+    from rajax.train.config import config_differences, read_config_json, validate_config
+
+    path = Path(workdir) / stage / CONFIG_FILE
+    if not path.is_file():
+        raise RajaxError(f"{path}: no config of a trained {stage} stage in this work directory "
+                         f"(train it first: rajax train CONFIG --workdir {workdir} --stage {stage})")
+    saved = validate_config(read_config_json(path))
+    if config is None:
+        return saved
+    differences = [f"{key}: {trained!r} (trained) vs {given!r}"
+                   for key, (trained, given) in config_differences(config, saved).items()
+                   if not key.startswith(EVALUATION_OVERRIDES)]
+    if differences:
+        raise RajaxError(f"{path}: the {stage} stage was trained with another config ("
+                         + "; ".join(differences) + "); evaluate with the config it was trained with")
+    return config
+
+
 def evaluate(config, workdir: str | os.PathLike, stage: str, split: str, checkpoint: str = "best") -> dict:
     """Evaluates a stage's checkpoint (``best``, ``latest`` or a step number) on ``split``.
 
@@ -385,6 +435,7 @@ def evaluate(config, workdir: str | os.PathLike, stage: str, split: str, checkpo
     from rajax.train import checkpoints, evaluation, trainer
 
     run_dir = Path(workdir) / stage
+    config = trained_config(workdir, stage, config)
     if stage == "finetune":
         task, data = i3d_alone(config, workdir)
         params, batch_stats, step = task.params, task.batch_stats, None

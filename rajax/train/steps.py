@@ -251,6 +251,7 @@ def train_step(
     metrics = {
         "loss": jax.lax.pmean(loss, AXIS),
         "accuracy": jax.lax.psum(jnp.sum(correct * mask), AXIS) / _global_count(mask),
+        "valid_examples": jax.lax.psum(jnp.sum(mask), AXIS),
         "grad_norm": optax.tree.norm(trainable_grads),
         "learning_rate": schedule(state.step),
     }

@@ -105,8 +105,12 @@ def run_evaluation(eval_fn, replicated_state, batches: Iterable[dict]) -> dict[s
 
 
 def evaluate_split(eval_fn, replicated_state, data: Data, split: str, class_names) -> dict:
-    return evaluation.summarize(
+    report = evaluation.summarize(
         run_evaluation(eval_fn, replicated_state, data.eval_batches(split)), class_names, data.region_names)
+    if report["num_examples"] == 0:  # an accuracy of 0 over nothing would pass for a result
+        raise RajaxError(f"no usable videos in split {split!r}: every one was skipped as unreadable "
+                         "(see the warnings above) or the split is empty")
+    return report
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +202,7 @@ def fit(
     pending: list[tuple[int, dict]] = []  # device metrics not yet fetched
     last_good = f"{latest_manager.directory}/{step}" if restored else "none yet"
     window_start, window_steps = time.perf_counter(), 0
+    epoch_examples = [0.0]  # videos decoded and trained on in this epoch (a list: set in flush_metrics)
     run_waits = {"device_idle_s": 0.0, "device_busy_s": 0.0, "input_wait_s": 0.0, "wall_s": 0.0}
 
     def flush_metrics():
@@ -212,6 +217,7 @@ def fit(
             per_step.append(values)
         # Means over the steps since the last log; the learning rate of the last step.
         values = {name: float(np.mean([v[name] for v in per_step])) for name in per_step[0]}
+        epoch_examples[0] += sum(v["valid_examples"] for v in per_step)
         values["learning_rate"] = per_step[-1]["learning_rate"]
         elapsed = time.perf_counter() - window_start
         values["steps_per_second"] = window_steps / elapsed if elapsed > 0 else 0.0
@@ -257,6 +263,11 @@ def fit(
                 epoch_end = step % steps_per_epoch == 0
                 if step % config.log_every_steps == 0 or epoch_end:
                     flush_metrics()
+                if epoch_end:
+                    if epoch_examples[0] == 0:  # every video failed to decode: nothing was learnt
+                        raise RajaxError(f"no usable videos in the training split: every batch of epoch "
+                                         f"{epoch + 1} was empty (see the warnings above); nothing is saved")
+                    epoch_examples[0] = 0.0
                 due = (step // steps_per_epoch) % stage_config.eval_every_epochs == 0
                 validate = epoch_end and (due or step == total_steps)
                 save = epoch_end or step % config.checkpoint.every_steps == 0
