@@ -8,5 +8,5 @@ from configs import base
 
 def get_config():
     config = base.get_config()
-    config.head.name = "softmax_attention"
+    config.head = base.head("softmax_attention", num_heads=4, temperature=1.0)
     return config

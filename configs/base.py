@@ -53,6 +53,21 @@ def training_stage(batch_size, num_epochs, learning_rate, weight_decay, trainabl
     ))
 
 
+def head(name, dropout_rate=0.0, aux_losses=(), **options):
+    """``config.head``: a head of rajax.models.heads (or package.module:Class) with exactly its options.
+
+    ``options`` are the head's own (e.g. ``num_heads`` for softmax_attention): one missing or one
+    the head does not take is an error. ``aux_losses``: ``"name=weight"`` terms of
+    rajax.models.losses added to the cross-entropy (e.g. ``"region_weight_entropy=0.01"``).
+    """
+    return ml_collections.ConfigDict(dict(
+        name=name,
+        dropout_rate=dropout_rate,
+        aux_losses=tuple(aux_losses),
+        options=ml_collections.ConfigDict(options),
+    ))
+
+
 def get_config():
     config = ml_collections.ConfigDict()
     config.seed = 0
@@ -103,12 +118,7 @@ def get_config():
         batch_size=16, num_epochs=100, learning_rate=1e-3, weight_decay=1e-5,
         trainable=r".*", frozen="")
 
-    config.head = ml_collections.ConfigDict(dict(
-        name="region_attention",    # a key of rajax.models.heads.HEADS
-        dropout_rate=0.0,
-        num_heads=4,                # softmax_attention only
-        region_index=0,             # single_region only (0 = full frame)
-    ))
+    config.head = head("region_attention")  # paper: Region Attention
 
     # Stage 4 (beyond the paper): backbone top blocks and head trained together on all regions.
     config.end_to_end = training_stage(

@@ -9,5 +9,5 @@ from configs import base
 def get_config():
     config = base.get_config()
     config.backbone.finetuned = False
-    config.head.name = "single_region"
+    config.head = base.head("single_region", region_index=0)
     return config

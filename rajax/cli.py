@@ -30,7 +30,13 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; ``argv`` (the command line to parse) lets an experiment
+    command offer the ``--config.*`` options of the config it names (its head's options too)."""
+    from rajax.train.config import add_override_arguments, config_argument
+
+    argv = list(argv or [])
+    command = next((token for token in argv if not token.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="rajax",
         description="Actor-focused Region Attention for long-term activity recognition (JAX/Flax).",
@@ -40,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"rajax.commands.{module_name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
+        if getattr(module, "TAKES_CONFIG", False):
+            add_override_arguments(sub, config_argument(argv[argv.index(name):]) if name == command else None)
         sub.set_defaults(_run=module.run)
     return parser
 
@@ -54,7 +62,8 @@ def describe_os_error(error: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter is noise for a command-line user; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)

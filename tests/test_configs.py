@@ -12,9 +12,8 @@ from rajax.cli import build_parser
 from rajax.data.regions import REGION_NAMES, REGIONS_WITHOUT_ACTOR, resolve_regions
 from rajax.data.sampling import SAMPLING_MODES
 from rajax.errors import RajaxError
-from rajax.models.heads import HEADS
 from rajax.train.config import (CONFIGS_DIR, apply_overrides, config_differences, load_config,
-                                overrides_from_args, parse_value)
+                                overrides_from_args, parse_value, validate_config)
 
 FINETUNE = {"stage": "finetune"}
 NOT_FINETUNED = {"backbone.finetuned": False}
@@ -25,7 +24,7 @@ EXPECTED = {
     "af_mr_ra": {},
     "t128_ra": {"data.num_timesteps": 128},
     # Table 2: I3D settings x heads
-    "not_finetuned_i3d": {**NOT_FINETUNED, "head.name": "single_region"},
+    "not_finetuned_i3d": {**NOT_FINETUNED, "head.name": "single_region", "head.options.region_index": 0},
     "not_finetuned_ta": {**NOT_FINETUNED, "head.name": "temporal_attention"},
     "not_finetuned_ra": NOT_FINETUNED,
     "not_finetuned_tra": {**NOT_FINETUNED, "head.name": "temporal_region_attention"},
@@ -49,7 +48,13 @@ EXPECTED = {
     "actor_only_ra": {"finetune.regions": ("actor",), "finetune.eval_region": "actor"},
     "af_mr_region_mean": {"head.name": "region_mean"},
     # Beyond the paper
-    "af_mr_softmax": {"head.name": "softmax_attention"},
+    "af_mr_softmax": {"head.name": "softmax_attention", "head.options.num_heads": 4,
+                      "head.options.temperature": 1.0},
+    "af_mr_gated": {"head.name": "attention", "head.options.over": ("regions",), "head.options.scorer": "mlp",
+                    "head.options.hidden": 256, "head.options.normalisation": "sigmoid",
+                    "head.options.num_heads": 1, "head.options.temperature": 1.0},
+    "af_mr_context": {"head.name": "rajax.models.context_attention:ContextRegionAttention",
+                      "head.options.hidden": 128},
     "end_to_end": {"stage": "end_to_end"},
     "tiny": {"data.num_timesteps": 2, "data.crop_size": 32, "backbone.weights": "random",
              "backbone.width_multiplier": 0.125, "backbone.feature_dtype": "float32",
@@ -81,8 +86,8 @@ def test_config_differs_from_base_exactly_as_intended(name):
 @pytest.mark.parametrize("name", ["base"] + sorted(EXPECTED))
 def test_config_values_are_valid(name):
     config = load_config(CONFIGS_DIR / f"{name}.py" if name == "base" else name)
+    assert validate_config(config) is config
     assert config.stage in ("finetune", "train_head", "end_to_end")
-    assert config.head.name in HEADS
     assert resolve_regions(tuple(config.data.regions)) == tuple(config.data.regions)
     assert set(config.finetune.regions) <= set(REGION_NAMES)
     assert config.finetune.eval_region in config.finetune.regions

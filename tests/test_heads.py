@@ -9,6 +9,11 @@ from rajax.errors import RajaxError
 from rajax.models import heads
 
 B, R, T, C, K = 3, 5, 4, 6, 7
+# Every head's options, exactly (build_head refuses a missing or an unknown one).
+OPTIONS = {name: dict(heads.head_options(cls)) for name, cls in heads.HEADS.items()}
+OPTIONS["softmax_attention"]["num_heads"] = 2
+OPTIONS["attention"].update(over=("regions", "timesteps"), scorer="mlp", hidden=5, num_heads=2,
+                            normalisation="softmax", temperature=0.5)
 
 
 def _features(seed=0, shape=(B, R, T, C)):
@@ -111,7 +116,7 @@ def test_single_region_sees_only_its_region():
 def test_region_mask_equals_dropping_the_region(name):
     """A masked region contributes nothing: the same output as features without it."""
     x = _features(6)
-    head = heads.build_head(name, K, num_heads=2)
+    head = heads.build_head(name, K, **OPTIONS[name])
     variables = _init(head, x)
     mask = np.ones((B, R), bool)
     mask[:, 3] = False
@@ -125,7 +130,7 @@ def test_region_mask_equals_dropping_the_region(name):
 @pytest.mark.parametrize("name", sorted(heads.HEADS))
 def test_time_mask_equals_dropping_the_positions(name):
     x = _features(7)
-    head = heads.build_head(name, K, num_heads=2)
+    head = heads.build_head(name, K, **OPTIONS[name])
     variables = _init(head, x)
     time_mask = np.ones((B, T), bool)
     time_mask[:, -1] = False
@@ -142,7 +147,7 @@ def test_softmax_attention_is_a_distribution_per_head():
     logits, attention = head.apply(variables, x)
     p = variables["params"]
     per_region = x.mean(axis=2)
-    scores = _dense(p["region_score"], per_region)  # [B, R, H]
+    scores = _dense(p["region_score"]["dense"], per_region)  # [B, R, H]
     weights = np.exp(scores - scores.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
     pooled = np.einsum("brh,brc->bhc", weights, per_region).reshape(B, -1)
@@ -154,7 +159,7 @@ def test_softmax_attention_is_a_distribution_per_head():
 def test_every_head_has_the_common_signature():
     x = _features(9)
     for name in heads.HEADS:
-        head = heads.build_head(name, K, num_heads=2, region_index=1, unused_option=3)
+        head = heads.build_head(name, K, **OPTIONS[name])
         logits, attention = head.apply(_init(head, x), x, None, None, train=False)
         assert logits.shape == (B, K) and logits.dtype == jnp.float32, name
         assert attention["region_weight"].shape == (B, R), name
@@ -171,11 +176,73 @@ def test_features_in_half_precision_are_computed_in_float32():
     np.testing.assert_array_equal(logits16, logits32)
 
 
+def test_a_misspelt_missing_or_foreign_option_is_an_error_naming_head_and_option():
+    with pytest.raises(RajaxError, match=r"config.head.options.num_head: head 'softmax_attention' takes no "
+                                         r"option 'num_head' \(its options: num_heads, temperature\)"):
+        heads.build_head("softmax_attention", K, num_head=2, num_heads=2, temperature=1.0)
+    with pytest.raises(RajaxError, match=r"config.head.options.temperature: head 'softmax_attention' needs"):
+        heads.build_head("softmax_attention", K, num_heads=2)
+    with pytest.raises(RajaxError, match=r"head 'region_attention' takes no option 'region_index'"):
+        heads.build_head("region_attention", K, region_index=0)
+
+
 def test_unknown_head_and_bad_shapes_are_clear_errors():
     with pytest.raises(RajaxError, match="unknown head 'nope'"):
         heads.build_head("nope", K)
+    with pytest.raises(RajaxError, match="cannot import the head"):
+        heads.build_head("rajax.models.no_such_module:Head", K)
     head = heads.RegionAttention(num_classes=K)
     with pytest.raises(ValueError, match=r"\[B, R, T', C\]"):
         head.init(jax.random.key(0), jnp.zeros((B, R, C)))
     with pytest.raises(ValueError, match="mask shape"):
         head.init(jax.random.key(0), jnp.zeros((B, R, T, C)), region_mask=jnp.ones((B, R + 1), bool))
+
+
+def test_attention_head_composes_the_papers_heads_and_new_variants():
+    """The generic head from parts computes TRA exactly, and a gated (MLP, tanh) RA as its formula."""
+    x = _features(11)
+    tra = heads.TemporalRegionAttention(num_classes=K)
+    variables = _init(tra, x)
+    composed = heads.build_head("attention", K, over=("regions", "timesteps"), scorer="linear",
+                                normalisation="sigmoid", hidden=0, num_heads=1, temperature=1.0)
+    np.testing.assert_array_equal(composed.apply(variables, x)[0], tra.apply(variables, x)[0])
+    gated = heads.build_head("attention", K, over=("regions",), scorer="mlp", hidden=8,
+                             normalisation="sigmoid", num_heads=1, temperature=1.0)
+    variables = _init(gated, x)
+    logits, attention = gated.apply(variables, x)
+    p = variables["params"]["region_score"]
+    per_region = x.mean(axis=2)
+    scores = _sigmoid(_dense(p["dense"], np.tanh(_dense(p["hidden"], per_region)))[..., 0])
+    weights = scores / scores.sum(axis=1, keepdims=True)
+    expected = _dense(variables["params"]["classifier"]["logits"], (weights[..., None] * per_region).sum(1))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(attention["region_score"], scores, rtol=1e-5)
+    assert gated.scorer_description == "MLP scorer (8 tanh units), sigmoid scores"
+
+
+def test_softmax_temperature_divides_the_scores():
+    x = _features(12)
+    hot = heads.build_head("softmax_attention", K, num_heads=1, temperature=1.0)
+    cold = heads.build_head("softmax_attention", K, num_heads=1, temperature=0.25)
+    variables = _init(hot, x)
+    raw = _dense(variables["params"]["region_score"]["dense"], x.mean(axis=2))[..., 0]
+    weights = np.exp(4 * raw - (4 * raw).max(axis=1, keepdims=True))
+    np.testing.assert_allclose(cold.apply(variables, x)[1]["region_weight"],
+                               weights / weights.sum(axis=1, keepdims=True), rtol=1e-5)
+
+
+def test_auxiliary_losses_add_weighted_terms_to_the_cross_entropy():
+    from rajax.models import losses
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(B, K)), jnp.float32)
+    labels = jnp.arange(B) % K
+    weights = np.random.default_rng(1).dirichlet(np.ones(R), size=B).astype(np.float32)
+    weights[0] = [1, 0, 0, 0, 0]  # 0 log 0 counts as 0
+    attention = {"region_weight": jnp.asarray(weights), "region_score": jnp.asarray(weights * 0.5)}
+    plain = losses.build_loss(())(logits, attention, labels)
+    entropy = -np.sum(np.where(weights > 0, weights * np.log(np.maximum(weights, 1e-30)), 0), axis=1)
+    combined = losses.build_loss(("region_weight_entropy=0.1", "region_score_l1=2"))(logits, attention, labels)
+    np.testing.assert_allclose(combined, plain + 0.1 * entropy + 2 * 0.5 * weights.sum(1), rtol=1e-5)
+    assert entropy[0] == 0
+    with pytest.raises(ValueError, match="expected NAME=WEIGHT"):
+        losses.build_loss(("sparsity=1",))

@@ -156,6 +156,7 @@ def check_head_then_predict_on_the_dancer_with_yolo(experiment, dancer_video, yo
     assert [r["name"] for r in result["regions"]] == list(REGION_NAMES)
     assert sum(r["weight"] for r in result["regions"]) == pytest.approx(1.0, abs=1e-4)
     assert all(0 < r["score"] < 1 for r in result["regions"])
+    assert (result["head"], result["scorer"]) == ("region_attention", "linear scorer, sigmoid scores")
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert result["activity"] == max(result["probabilities"], key=result["probabilities"].get)
     # YOLO found the dancer: an actor square smaller than the 496-pixel square frame.

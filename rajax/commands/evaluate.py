@@ -7,10 +7,13 @@ fine-tuned I3D alone (its own classifier on the stored features of ``finetune.ev
 
 from __future__ import annotations
 
-from rajax.train.config import add_experiment_arguments, add_override_arguments
+from rajax.train.config import add_experiment_arguments
 
 HELP = "evaluate a trained stage on a split (accuracy, per-class, confusion matrix, attention)"
 STAGES = ("finetune", "train_head", "end_to_end")
+
+# rajax.cli adds one --config.KEY option per field of the config named on the command line.
+TAKES_CONFIG = True
 
 
 def add_arguments(parser) -> None:
@@ -19,7 +22,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default=None, help="split (default: config.data.test_split)")
     parser.add_argument("--checkpoint", default="best", help="best (default), latest, or a step number")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_override_arguments(parser)
 
 
 def run(args) -> int:

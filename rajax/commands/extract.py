@@ -10,9 +10,12 @@ the summary line), 2 when a split has no readable video at all or the input is w
 
 from __future__ import annotations
 
-from rajax.train.config import add_experiment_arguments, add_override_arguments
+from rajax.train.config import add_experiment_arguments
 
 HELP = "extract per-region I3D features of every video into the feature store (stage 2)"
+
+# rajax.cli adds one --config.KEY option per field of the config named on the command line.
+TAKES_CONFIG = True
 
 
 def add_arguments(parser) -> None:
@@ -20,7 +23,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", action="append", dest="splits", metavar="SPLIT",
                         help="split to extract (repeatable; default: train, validation and test)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_override_arguments(parser)
 
 
 def run(args) -> int:

@@ -12,17 +12,19 @@ Rerunning the same command resumes from the newest checkpoint.
 
 from __future__ import annotations
 
-from rajax.train.config import add_experiment_arguments, add_override_arguments
+from rajax.train.config import add_experiment_arguments
 
 HELP = "train a stage: I3D fine-tuning, a head on stored features, or end-to-end"
 STAGES = ("finetune", "train_head", "end_to_end")
+
+# rajax.cli adds one --config.KEY option per field of the config named on the command line.
+TAKES_CONFIG = True
 
 
 def add_arguments(parser) -> None:
     add_experiment_arguments(parser, workdir_help="experiment directory (created; resumed if it exists)")
     parser.add_argument("--stage", choices=STAGES, help="stage to run (default: config.stage)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_override_arguments(parser)
 
 
 def run(args) -> int:

@@ -320,7 +320,8 @@ def head_functions(run: HeadRun, settings: DemoSettings, feature_shape: tuple[in
     from rajax.train import steps
     from rajax.train.stages import head_forward
 
-    head = build_head(run.head, len(generate.ACTIVITY_NAMES), region_index=0)
+    options = {"region_index": 0} if run.head == "single_region" else {}
+    head = build_head(run.head, len(generate.ACTIVITY_NAMES), **options)
     optimizer = _optimizer_settings(settings)
     schedule = steps.learning_rate_schedule(optimizer, 1)  # constant: the length does not matter
     tx = steps.build_optimizer(optimizer, schedule)

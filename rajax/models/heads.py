@@ -11,31 +11,51 @@ Every head has the same signature::
   weight); ``time_mask``: optional ``[B, T']`` bool, False for padded temporal positions.
 - ``logits``: ``[B, num_classes]`` float32.
 - ``attention``: a dict of float32 arrays that every head fills the same way, so that the trainer
-  can log it and ``rajax predict`` can draw it:
+  can log it, auxiliary losses (``rajax.models.losses``) can read it and ``rajax predict`` can draw
+  it:
 
   - ``region_weight`` ``[B, R]``: how much each region contributes to the pooled vector; it sums to
     1 over the valid regions (uniform for Region Mean, one-hot for the single-region baseline).
   - ``time_weight`` ``[B, T']``: the same over temporal positions.
   - heads with learned scores also give them before normalisation: ``region_score`` ``[B, R]`` and
-    ``time_score`` ``[B, T']`` (sigmoid scores in [0, 1] for the paper's heads).
+    ``time_score`` ``[B, T']`` (sigmoid scores in [0, 1] for the paper's heads), and
+    ``region_weight_heads`` ``[B, H, R]`` with several attention heads.
 
-Normalisation of the paper's attention (Region, Temporal, Temporal-Region Attention): each region
-gets a sigmoid score ``s_r`` in [0, 1] from a fully-connected layer shared by all regions, applied
-to the region's feature averaged over time; the pooled vector is the weighted *average*
-``sum_r s_r x_r / sum_r s_r`` (the scores divided by their sum are ``region_weight``). A plain
-``sum_r s_r x_r`` would change the scale of the vector with the number of regions and with the
-overall level of the scores; the weighted average keeps it the scale of one region feature, as
-docs/method.md says ("the region features are averaged with those weights"). Equal scores therefore give
-exactly Region Mean.
+Heads are made of three parts, each usable alone:
 
-Adding a variant: write a module with this signature and add one line to ``HEADS``; configs select
-it with ``config.head.name``. ``SoftmaxAttention`` (multi-head softmax pooling over regions) is the
-example beyond the paper.
+- what is scored: ``per_region`` (each region's feature averaged over time) or ``per_step`` (each
+  timestep's feature averaged over the regions);
+- a scorer (:func:`raw_scores`): ``linear`` (one Dense shared by all items, the paper's) or
+  ``mlp`` (a tanh hidden layer first), with ``num_heads`` scores per item;
+- a normalisation (:func:`attention_weights`): ``sigmoid`` (independent scores in [0, 1], the
+  pooled vector their weighted *average*: the paper's) or ``softmax`` (items compete, with a
+  temperature); ``uniform`` is no scorer at all (plain mean).
+
+:class:`AttentionPool` combines the three over regions or timesteps, :class:`Classifier` is the
+dropout and linear layer every head ends with. The paper's heads are fixed combinations
+(:class:`RegionAttention`, :class:`TemporalAttention`, :class:`TemporalRegionAttention`,
+:class:`RegionMean`); :class:`AttentionHead` exposes every combination as options, so a variant such
+as a gated (MLP-scored) Region Attention is a config file, not a new class. A head that needs
+something new is one class (``rajax/models/context_attention.py`` is the worked example,
+``docs/new-head.md`` walks through it), named in the config by its import path.
+
+Normalisation of the paper's attention: each region gets a sigmoid score ``s_r`` in [0, 1] from a
+fully-connected layer shared by all regions, applied to the region's feature averaged over time;
+the pooled vector is the weighted *average* ``sum_r s_r x_r / sum_r s_r`` (the scores divided by
+their sum are ``region_weight``). A plain ``sum_r s_r x_r`` would change the scale of the vector
+with the number of regions and with the overall level of the scores; the weighted average keeps it
+the scale of one region feature, as docs/method.md says ("the region features are averaged with
+those weights"). Equal scores therefore give exactly Region Mean.
+
+Options: a head's options are its dataclass fields other than ``num_classes`` and
+``dropout_rate``. ``config.head.options`` must give each of them, and nothing else
+(:func:`head_config_problems`): a misspelt option is an error, never a silent default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import flax.linen as nn
 import jax
@@ -45,6 +65,16 @@ from rajax.errors import RajaxError
 
 # Keeps a weighted average finite when every score of a video is ~0 (sigmoid underflow or all masked).
 _EPSILON = 1e-6
+
+SCORERS = ("linear", "mlp", "uniform")
+NORMALISATIONS = ("sigmoid", "softmax")
+AXES = ("regions", "timesteps")
+# Every head takes these; they are not head options.
+COMMON_FIELDS = ("num_classes", "dropout_rate")
+
+
+# --------------------------------------------------------------------------------------------
+# What is scored
 
 
 def _valid_mask(mask: jax.Array | None, shape: tuple[int, int]) -> jax.Array:
@@ -63,19 +93,99 @@ def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
     return total / jnp.maximum(count, 1.0)
 
 
-def _normalise(weights: jax.Array, mask: jax.Array) -> jax.Array:
-    weights = weights * mask
-    return weights / (jnp.sum(weights, axis=-1, keepdims=True) + _EPSILON)
-
-
-def _as_float32(features: jax.Array) -> jax.Array:
+def as_float32(features: jax.Array) -> jax.Array:
     if features.ndim != 4:
         raise ValueError(f"head features must be [B, R, T', C], got shape {features.shape}")
     return features.astype(jnp.float32)
 
 
-class _Classifier(nn.Module):
-    """Dropout then the linear classifier shared by every head."""
+def masks(features, region_mask, time_mask) -> tuple[jax.Array, jax.Array]:
+    """The float ``[B, R]`` and ``[B, T']`` validity masks of ``features``."""
+    batch, regions, steps, _ = features.shape
+    return _valid_mask(region_mask, (batch, regions)), _valid_mask(time_mask, (batch, steps))
+
+
+def per_region(features, region_valid, time_valid) -> jax.Array:
+    """``[B, R, C]``: each region's feature averaged over its valid timesteps."""
+    return masked_mean(features, time_valid[:, None, :, None], axis=2)
+
+
+def per_step(features, region_valid, time_valid) -> jax.Array:
+    """``[B, T', C]``: each timestep's feature averaged over the valid regions."""
+    return masked_mean(features, region_valid[:, :, None, None], axis=1)
+
+
+def uniform(mask: jax.Array) -> jax.Array:
+    return mask / jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring and normalising
+
+
+def raw_scores(items: jax.Array, kind: str = "linear", hidden: int = 0, num_heads: int = 1) -> jax.Array:
+    """``num_heads`` raw scores per item, ``[B, N, C] -> [B, N, H]``, layers shared by all items.
+
+    Call it inside a ``@nn.compact`` method: its layers (``dense``, and ``hidden`` for ``mlp``)
+    become that module's parameters.
+    """
+    if kind == "mlp":
+        items = jnp.tanh(nn.Dense(hidden, name="hidden")(items))
+    elif kind != "linear":
+        raise ValueError(f"unknown scorer {kind!r}; choose one of linear, mlp")
+    return nn.Dense(num_heads, name="dense")(items)
+
+
+def attention_weights(raw: jax.Array, valid: jax.Array, normalisation: str,
+                      temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """``(weights, scores)`` ``[B, N, H]`` from raw scores; weights sum to 1 over the valid items.
+
+    ``sigmoid``: scores ``s = sigmoid(raw)`` in [0, 1], weights ``s / sum(s)`` (the paper's);
+    ``softmax``: scores are the raw ones, weights ``softmax(raw / temperature)``.
+    """
+    valid = valid[:, :, None]
+    if normalisation == "sigmoid":
+        scores = jax.nn.sigmoid(raw) * valid
+        return scores / (jnp.sum(scores, axis=1, keepdims=True) + _EPSILON), scores
+    if normalisation == "softmax":
+        logits = jnp.where(valid > 0, raw / temperature, -jnp.inf)
+        return jax.nn.softmax(logits, axis=1), raw
+    raise ValueError(f"unknown normalisation {normalisation!r}; choose one of {', '.join(NORMALISATIONS)}")
+
+
+class AttentionPool(nn.Module):
+    """Pools regions or timesteps: what is scored, a scorer, a normalisation, a weighted sum.
+
+    Returns ``(pooled [B, H*C], scores [B, N] or None, weights [B, N], weights per head [B, H, N])``;
+    with several heads the scores and weights returned flat are the heads' means.
+    """
+
+    over: str = "regions"  # regions | timesteps
+    scorer: str = "linear"  # linear | mlp | uniform
+    normalisation: str = "sigmoid"  # sigmoid | softmax
+    hidden: int = 0
+    num_heads: int = 1
+    temperature: float = 1.0
+
+    @nn.compact
+    def __call__(self, features, region_valid, time_valid):
+        if self.over == "regions":
+            items, valid = per_region(features, region_valid, time_valid), region_valid
+        elif self.over == "timesteps":
+            items, valid = per_step(features, region_valid, time_valid), time_valid
+        else:
+            raise ValueError(f"cannot pool over {self.over!r}; choose one of {', '.join(AXES)}")
+        if self.scorer == "uniform":
+            weights = uniform(valid)
+            return jnp.einsum("bn,bnc->bc", weights, items), None, weights, weights[:, None]
+        raw = raw_scores(items, self.scorer, self.hidden, self.num_heads)
+        weights, scores = attention_weights(raw, valid, self.normalisation, self.temperature)
+        pooled = jnp.einsum("bnh,bnc->bhc", weights, items).reshape(items.shape[0], -1)
+        return pooled, jnp.mean(scores, axis=-1), jnp.mean(weights, axis=-1), jnp.transpose(weights, (0, 2, 1))
+
+
+class Classifier(nn.Module):
+    """Dropout then the linear classifier every head ends with."""
 
     num_classes: int
     dropout_rate: float = 0.0
@@ -86,43 +196,44 @@ class _Classifier(nn.Module):
         return nn.Dense(self.num_classes, name="logits")(pooled)
 
 
-class SigmoidScore(nn.Module):
-    """The paper's scorer: one Dense(1) shared across items, then a sigmoid, giving [..., N]."""
-
-    @nn.compact
-    def __call__(self, items: jax.Array) -> jax.Array:
-        return jax.nn.sigmoid(nn.Dense(1, name="dense")(items)[..., 0])
-
-
-def region_attention_pool(features, region_mask, time_mask, scorer):
-    """RA pooling: mean over time, sigmoid score per region, weighted average over regions.
-
-    Returns the pooled ``[B, C]`` vector, the scores and the normalised weights ``[B, R]``.
-    """
-    batch, regions, steps, _ = features.shape
-    region_valid = _valid_mask(region_mask, (batch, regions))
-    time_valid = _valid_mask(time_mask, (batch, steps))
-    per_region = masked_mean(features, time_valid[:, None, :, None], axis=2)  # [B, R, C]
-    scores = scorer(per_region)  # [B, R]
-    weights = _normalise(scores, region_valid)
-    pooled = jnp.einsum("br,brc->bc", weights, per_region)
-    return pooled, scores, weights
+def describe_pool(scorer: str, normalisation: str, temperature: float = 1.0, hidden: int = 0) -> str:
+    """How a pool weighs its items, in words (``rajax predict`` and the demo's pictures say it)."""
+    if scorer == "uniform":
+        return "no scorer: uniform weights"
+    scorer_text = f"MLP scorer ({hidden} tanh units)" if scorer == "mlp" else "linear scorer"
+    if normalisation == "softmax":
+        return f"{scorer_text}, softmax (temperature {temperature:g})"
+    return f"{scorer_text}, sigmoid scores"
 
 
-def temporal_attention_pool(features, region_mask, time_mask, scorer):
-    """TA pooling: mean over regions, sigmoid score per timestep, weighted average over time."""
-    batch, regions, steps, _ = features.shape
-    region_valid = _valid_mask(region_mask, (batch, regions))
-    time_valid = _valid_mask(time_mask, (batch, steps))
-    per_step = masked_mean(features, region_valid[:, :, None, None], axis=1)  # [B, T', C]
-    scores = scorer(per_step)  # [B, T']
-    weights = _normalise(scores, time_valid)
-    pooled = jnp.einsum("bt,btc->bc", weights, per_step)
-    return pooled, scores, weights
+# --------------------------------------------------------------------------------------------
+# Heads
 
 
-def _uniform(mask: jax.Array) -> jax.Array:
-    return mask / jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1.0)
+def pooled_head(module: nn.Module, features, region_mask, time_mask, train: bool, pools: dict[str, dict]):
+    """The body of an attention head: each pool of ``pools`` (module name -> AttentionPool
+    options), their vectors concatenated, then the classifier. Call it inside ``@nn.compact``."""
+    features = as_float32(features)
+    region_valid, time_valid = masks(features, region_mask, time_mask)
+    attention = {"region_weight": uniform(region_valid), "time_weight": uniform(time_valid)}
+    vectors = []
+    for name, options in pools.items():
+        pool = AttentionPool(**options, name=name)
+        pooled, scores, weights, per_head = pool(features, region_valid, time_valid)
+        prefix = "region" if pool.over == "regions" else "time"
+        attention[f"{prefix}_weight"] = weights
+        if scores is not None:
+            attention[f"{prefix}_score"] = scores
+        if pool.num_heads > 1:
+            attention[f"{prefix}_weight_heads"] = per_head
+        vectors.append(pooled)
+    pooled = vectors[0] if len(vectors) == 1 else jnp.concatenate(vectors, axis=-1)
+    logits = Classifier(module.num_classes, module.dropout_rate, name="classifier")(pooled, train)
+    return logits, attention
+
+
+PAPER_REGION_POOL = dict(over="regions", scorer="linear", normalisation="sigmoid")
+PAPER_TIME_POOL = dict(over="timesteps", scorer="linear", normalisation="sigmoid")
 
 
 class RegionAttention(nn.Module):
@@ -130,21 +241,11 @@ class RegionAttention(nn.Module):
 
     num_classes: int
     dropout_rate: float = 0.0
+    scorer_description = describe_pool("linear", "sigmoid")
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        features = _as_float32(features)
-        batch, _, steps, _ = features.shape
-        pooled, scores, weights = region_attention_pool(
-            features, region_mask, time_mask, SigmoidScore(name="region_score")
-        )
-        logits = _Classifier(self.num_classes, self.dropout_rate, name="classifier")(pooled, train)
-        attention = {
-            "region_score": scores,
-            "region_weight": weights,
-            "time_weight": _uniform(_valid_mask(time_mask, (batch, steps))),
-        }
-        return logits, attention
+        return pooled_head(self, features, region_mask, time_mask, train, {"region_score": PAPER_REGION_POOL})
 
 
 class TemporalAttention(nn.Module):
@@ -152,21 +253,11 @@ class TemporalAttention(nn.Module):
 
     num_classes: int
     dropout_rate: float = 0.0
+    scorer_description = describe_pool("linear", "sigmoid")
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        features = _as_float32(features)
-        batch, regions, _, _ = features.shape
-        pooled, scores, weights = temporal_attention_pool(
-            features, region_mask, time_mask, SigmoidScore(name="time_score")
-        )
-        logits = _Classifier(self.num_classes, self.dropout_rate, name="classifier")(pooled, train)
-        attention = {
-            "time_score": scores,
-            "time_weight": weights,
-            "region_weight": _uniform(_valid_mask(region_mask, (batch, regions))),
-        }
-        return logits, attention
+        return pooled_head(self, features, region_mask, time_mask, train, {"time_score": PAPER_TIME_POOL})
 
 
 class TemporalRegionAttention(nn.Module):
@@ -177,25 +268,12 @@ class TemporalRegionAttention(nn.Module):
 
     num_classes: int
     dropout_rate: float = 0.0
+    scorer_description = describe_pool("linear", "sigmoid")
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        features = _as_float32(features)
-        region_pooled, region_scores, region_weights = region_attention_pool(
-            features, region_mask, time_mask, SigmoidScore(name="region_score")
-        )
-        time_pooled, time_scores, time_weights = temporal_attention_pool(
-            features, region_mask, time_mask, SigmoidScore(name="time_score")
-        )
-        pooled = jnp.concatenate([region_pooled, time_pooled], axis=-1)
-        logits = _Classifier(self.num_classes, self.dropout_rate, name="classifier")(pooled, train)
-        attention = {
-            "region_score": region_scores,
-            "region_weight": region_weights,
-            "time_score": time_scores,
-            "time_weight": time_weights,
-        }
-        return logits, attention
+        return pooled_head(self, features, region_mask, time_mask, train,
+                           {"region_score": PAPER_REGION_POOL, "time_score": PAPER_TIME_POOL})
 
 
 class RegionMean(nn.Module):
@@ -203,40 +281,43 @@ class RegionMean(nn.Module):
 
     num_classes: int
     dropout_rate: float = 0.0
+    scorer_description = describe_pool("uniform", "sigmoid")
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        features = _as_float32(features)
-        batch, regions, steps, _ = features.shape
-        region_weights = _uniform(_valid_mask(region_mask, (batch, regions)))
-        time_weights = _uniform(_valid_mask(time_mask, (batch, steps)))
-        pooled = jnp.einsum("br,bt,brtc->bc", region_weights, time_weights, features)
-        logits = _Classifier(self.num_classes, self.dropout_rate, name="classifier")(pooled, train)
-        return logits, {"region_weight": region_weights, "time_weight": time_weights}
+        return pooled_head(self, features, region_mask, time_mask, train,
+                           {"region_pool": dict(over="regions", scorer="uniform")})
 
 
-class SingleRegion(nn.Module):
-    """Single-region baseline: the time-averaged feature of one region (default 0, the full frame).
+class AttentionHead(nn.Module):
+    """Any combination of the parts, from the config: what to pool over, how to score, normalise.
 
-    With R = 1 features (a backbone fine-tuned on the full frame or the actor crop only) this is the
-    linear classifier on the backbone's own pooled feature.
+    ``over`` is a tuple of ``regions`` and/or ``timesteps`` (both: the two pooled vectors are
+    concatenated, as TRA does); the other options configure every pool alike. The paper's RA is
+    ``over=("regions",), scorer="linear", normalisation="sigmoid"``; a gated RA is the same with
+    ``scorer="mlp"``; multi-head softmax pooling is ``normalisation="softmax", num_heads=4``.
     """
 
     num_classes: int
     dropout_rate: float = 0.0
-    region_index: int = 0
+    over: tuple[str, ...] = ("regions",)
+    scorer: str = "linear"
+    normalisation: str = "sigmoid"
+    hidden: int = 0
+    num_heads: int = 1
+    temperature: float = 1.0
+
+    @property
+    def scorer_description(self) -> str:
+        return describe_pool(self.scorer, self.normalisation, self.temperature, self.hidden)
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        features = _as_float32(features)
-        batch, regions, steps, _ = features.shape
-        if not 0 <= self.region_index < regions:
-            raise ValueError(f"region_index {self.region_index} out of range for {regions} regions")
-        time_valid = _valid_mask(time_mask, (batch, steps))
-        pooled = masked_mean(features[:, self.region_index], time_valid[:, :, None], axis=1)
-        logits = _Classifier(self.num_classes, self.dropout_rate, name="classifier")(pooled, train)
-        region_weights = jnp.zeros((batch, regions), jnp.float32).at[:, self.region_index].set(1.0)
-        return logits, {"region_weight": region_weights, "time_weight": _uniform(time_valid)}
+        options = dict(scorer=self.scorer, normalisation=self.normalisation, hidden=self.hidden,
+                       num_heads=self.num_heads, temperature=self.temperature)
+        names = {"regions": "region_score", "timesteps": "time_score"}
+        return pooled_head(self, features, region_mask, time_mask, train,
+                           {names[axis]: dict(options, over=axis) for axis in self.over})
 
 
 class SoftmaxAttention(nn.Module):
@@ -252,29 +333,46 @@ class SoftmaxAttention(nn.Module):
     num_classes: int
     dropout_rate: float = 0.0
     num_heads: int = 4
+    temperature: float = 1.0
+
+    @property
+    def scorer_description(self) -> str:
+        return f"{self.num_heads} heads, " + describe_pool("linear", "softmax", self.temperature)
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        features = _as_float32(features)
-        batch, regions, steps, _ = features.shape
-        region_valid = _valid_mask(region_mask, (batch, regions))
-        time_valid = _valid_mask(time_mask, (batch, steps))
-        per_region = masked_mean(features, time_valid[:, None, :, None], axis=2)  # [B, R, C]
-        logits_per_head = nn.Dense(self.num_heads, name="region_score")(per_region)  # [B, R, H]
-        logits_per_head = jnp.where(region_valid[:, :, None] > 0, logits_per_head, -jnp.inf)
-        weights = jax.nn.softmax(logits_per_head, axis=1)  # over regions
-        weights = jnp.transpose(weights, (0, 2, 1))  # [B, H, R]
-        pooled = jnp.einsum("bhr,brc->bhc", weights, per_region).reshape(batch, -1)
-        logits = _Classifier(self.num_classes, self.dropout_rate, name="classifier")(pooled, train)
-        attention = {
-            "region_weight": jnp.mean(weights, axis=1),
-            "region_weight_heads": weights,
-            "time_weight": _uniform(time_valid),
-        }
-        return logits, attention
+        pool = dict(over="regions", scorer="linear", normalisation="softmax", num_heads=self.num_heads,
+                    temperature=self.temperature)
+        return pooled_head(self, features, region_mask, time_mask, train, {"region_score": pool})
 
 
-# config.head.name -> module. A new head: one class above, one line here.
+class SingleRegion(nn.Module):
+    """Single-region baseline: the time-averaged feature of one region (0: the full frame).
+
+    With R = 1 features (a backbone fine-tuned on the full frame or the actor crop only) this is the
+    linear classifier on the backbone's own pooled feature.
+    """
+
+    num_classes: int
+    dropout_rate: float = 0.0
+    region_index: int = 0
+    scorer_description = "no scorer: one region"
+
+    @nn.compact
+    def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
+        features = as_float32(features)
+        batch, regions, _, _ = features.shape
+        if not 0 <= self.region_index < regions:
+            raise ValueError(f"region_index {self.region_index} out of range for {regions} regions")
+        region_valid, time_valid = masks(features, region_mask, time_mask)
+        pooled = per_region(features, region_valid, time_valid)[:, self.region_index]
+        logits = Classifier(self.num_classes, self.dropout_rate, name="classifier")(pooled, train)
+        region_weights = jnp.zeros((batch, regions), jnp.float32).at[:, self.region_index].set(1.0)
+        return logits, {"region_weight": region_weights, "time_weight": uniform(time_valid)}
+
+
+# config.head.name -> module, for the heads shipped here. Any other head is named by its import
+# path, "package.module:ClassName" (see docs/new-head.md): no list to edit.
 HEADS = {
     "region_attention": RegionAttention,
     "temporal_attention": TemporalAttention,
@@ -282,29 +380,81 @@ HEADS = {
     "region_mean": RegionMean,
     "single_region": SingleRegion,
     "softmax_attention": SoftmaxAttention,
+    "attention": AttentionHead,
 }
 
 
-def build_head(name: str, num_classes: int, **options) -> nn.Module:
-    """The head called ``name`` in ``HEADS``; ``options`` it does not take are ignored.
+def head_class(name: str) -> type[nn.Module]:
+    """The class a ``config.head.name`` names: a key of ``HEADS`` or ``"package.module:Class"``."""
+    if name in HEADS:
+        return HEADS[name]
+    module_name, _, class_name = name.partition(":")
+    if not class_name:
+        raise RajaxError(f"unknown head {name!r} (config.head.name); choose one of {', '.join(sorted(HEADS))} "
+                         "or give a class as package.module:ClassName")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise RajaxError(f"config.head.name={name}: cannot import the head ({error})") from None
+    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+        raise RajaxError(f"config.head.name={name}: {class_name} is not a Flax module")
+    return found
 
-    ``options`` is usually ``config.head`` without its name: settings shared by every head's config
-    (``num_heads``, ``region_index`` ...) only reach the heads that have them.
-    """
-    if name not in HEADS:
-        raise RajaxError(f"unknown head {name!r} (config.head.name); choose one of {', '.join(sorted(HEADS))}")
-    head_class = HEADS[name]
-    accepted = {field.name for field in dataclasses.fields(head_class)} - {"parent", "name"}
-    kwargs = {key: value for key, value in options.items() if key in accepted}
-    return head_class(num_classes=num_classes, **kwargs)
+
+def head_options(cls: type[nn.Module]) -> dict[str, object]:
+    """A head's options (its own dataclass fields) and their Python defaults."""
+    skipped = {"parent", "name", *COMMON_FIELDS}
+    return {field.name: field.default for field in dataclasses.fields(cls) if field.name not in skipped}
+
+
+def option_problems(name: str, options: dict) -> list[str]:
+    """Each option ``options`` lacks or has too many for the head ``name``, named with the head."""
+    wanted = head_options(head_class(name))
+    problems = [f"config.head.options.{key}: head {name!r} takes no option {key!r} "
+                f"(its options: {', '.join(wanted) or 'none'})" for key in options if key not in wanted]
+    problems += [f"config.head.options.{key}: head {name!r} needs this option "
+                 f"(set config.head.options.{key} in the experiment's config file; the head's own default "
+                 f"is {default!r})" for key, default in wanted.items() if key not in options]
+    return problems
+
+
+def build_head(name: str, num_classes: int, dropout_rate: float = 0.0, **options) -> nn.Module:
+    """The head ``name`` with exactly its options; any missing or unknown option is an error."""
+    problems = option_problems(name, options)
+    if problems:
+        raise RajaxError("; ".join(problems))
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
+    return head_class(name)(num_classes=num_classes, dropout_rate=dropout_rate, **values)
+
+
+def scorer_description(head: nn.Module) -> str:
+    """How the head weighs what it attends to, for people (``rajax predict``, demo pictures)."""
+    return getattr(head, "scorer_description", "learned scores")
 
 
 def head_config_problems(head_config) -> list[str]:
     """One line per problem of ``config.head`` (checked with the rest of the config, up front)."""
-    problems = []
-    if head_config.name not in HEADS:
-        problems.append(f"config.head.name={head_config.name}: unknown head; choose one of "
-                        f"{', '.join(sorted(HEADS))}")
+    from rajax.models import losses
+
+    try:
+        problems = option_problems(head_config.name, dict(head_config.options))
+    except RajaxError as error:
+        return [str(error)]
     if not 0 <= head_config.dropout_rate < 1:
         problems.append(f"config.head.dropout_rate={head_config.dropout_rate}: must be in [0, 1)")
+    options = dict(head_config.options)
+    if options.get("scorer") not in (None, *SCORERS):
+        problems.append(f"config.head.options.scorer={options['scorer']}: choose one of {', '.join(SCORERS)}")
+    if options.get("normalisation") not in (None, *NORMALISATIONS):
+        problems.append(f"config.head.options.normalisation={options['normalisation']}: choose one of "
+                        f"{', '.join(NORMALISATIONS)}")
+    if "over" in options and (not options["over"] or set(options["over"]) - set(AXES)):
+        problems.append(f"config.head.options.over={options['over']}: a non-empty choice of {', '.join(AXES)}")
+    if options.get("scorer") == "mlp" and options.get("hidden", 0) < 1:
+        problems.append("config.head.options.hidden: an mlp scorer needs at least one hidden unit")
+    if options.get("temperature", 1.0) <= 0:
+        problems.append(f"config.head.options.temperature={options['temperature']}: must be positive")
+    if options.get("num_heads", 1) < 1:
+        problems.append(f"config.head.options.num_heads={options['num_heads']}: must be at least 1")
+    problems += losses.aux_loss_problems(head_config.aux_losses)
     return problems

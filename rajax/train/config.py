@@ -1,10 +1,11 @@
 """Experiment configs: loading ``configs/*.py``, ``--config.x=y`` overrides, saving config.json.
 
 A config file defines ``get_config()`` returning a locked ``ml_collections.ConfigDict``; every
-experiment imports ``configs/base.py`` and changes values only, so every config has the base's
-keys. That is what lets the command line offer one ``--config.KEY VALUE`` option per key of the
-base config (``add_override_arguments``), checked by argparse like any other option, and converted
-to the type of the field it replaces (``apply_overrides``).
+experiment imports ``configs/base.py`` and changes values (and may replace ``config.head`` with
+another head and its own options, through ``base.head(...)``). The command line offers one
+``--config.KEY VALUE`` option per field of the config it names (``add_override_arguments``),
+checked by argparse like any other option, and converted to the type of the field it replaces
+(``apply_overrides``); ``validate_config`` then names every invalid value at once.
 
 This module imports only ml_collections: the CLI builds its parser from it.
 """
@@ -25,8 +26,11 @@ from rajax.errors import RajaxError
 from rajax.files import atomic_write_text
 
 OVERRIDE_PREFIX = "config."
-# configs/ lives beside the package in the source tree (editable installs and CI).
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The experiment configs: rajax/configs in an installed wheel (pyproject.toml maps the checkout's
+# top-level configs/ there), else configs/ beside the package (the checkout, editable installs).
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+CONFIGS_DIR = (_PACKAGE_DIR / "configs" if (_PACKAGE_DIR / "configs" / "base.py").is_file()
+               else _PACKAGE_DIR.parent / "configs")
 
 
 def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
@@ -43,10 +47,7 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
 def load_config(name_or_path: str | os.PathLike):
     """Runs ``get_config()`` of a config file; configs import each other as ``configs.<name>``."""
     path = resolve_config_path(name_or_path)
-    # `from configs import base` in a config file needs the folder holding configs/ importable.
-    root = str(path.parent.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    _use_configs_package(path.parent.parent / "configs")
     module_name = f"_rajax_config_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -61,7 +62,31 @@ def load_config(name_or_path: str | os.PathLike):
         raise RajaxError(f"{path}: cannot load the config ({type(error).__name__}: {error})") from error
     if not getattr(config, "is_locked", False):
         raise RajaxError(f"{path}: get_config() must return a locked ConfigDict (call config.lock())")
+    config.lock()  # again: parts an experiment replaced (its head's options) are locked too
     return config
+
+
+def _use_configs_package(folder: Path) -> None:
+    """Makes ``configs`` (config files say ``from configs import base``) the package of ``folder``
+    (the configs/ folder of the file being loaded, if there is one) with rajax's own configs behind
+    it, without touching sys.path: installed, the folder holding rajax's configs is the rajax
+    package itself, whose modules (data, models, ...) must not become top-level ones."""
+    locations = list(dict.fromkeys(str(f) for f in (folder, CONFIGS_DIR) if f.is_dir()))
+    current = sys.modules.get("configs")
+    if not locations or (current is not None and list(getattr(current, "__path__", ())) == locations):
+        return
+    for name in [n for n in sys.modules if n == "configs" or n.startswith("configs.")]:
+        del sys.modules[name]  # another configs/ folder's modules
+    init = Path(locations[0]) / "__init__.py"
+    if init.is_file():
+        spec = importlib.util.spec_from_file_location("configs", init, submodule_search_locations=locations)
+    else:
+        spec = importlib.util.spec_from_loader("configs", None, is_package=True)
+        spec.submodule_search_locations = locations
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["configs"] = module
+    if init.is_file():
+        spec.loader.exec_module(module)
 
 
 def flatten_config(config, prefix: str = "") -> dict[str, Any]:
@@ -149,19 +174,46 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, workdir_help: str)
     parser.add_argument("--workdir", required=True, help=workdir_help)
 
 
-def add_override_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--config.KEY VALUE`` option per field of the base config (values stay strings)."""
-    base_file = CONFIGS_DIR / "base.py"
-    if not base_file.is_file():
-        return
-    base = load_config(base_file)
+def add_override_arguments(parser: argparse.ArgumentParser, config_name: str | None = None) -> None:
+    """One ``--config.KEY VALUE`` option per field of the config ``config_name`` (values stay
+    strings), or of the base config when it is not given or cannot be loaded (the command then
+    reports the problem itself when it loads the config)."""
+    config = None
+    if config_name:
+        try:
+            config = load_config(config_name)
+        except RajaxError:
+            config = None
+    if config is None:
+        base_file = CONFIGS_DIR / "base.py"
+        if not base_file.is_file():
+            return
+        config, config_name = load_config(base_file), "base"
     group = parser.add_argument_group(
-        "config overrides", "any field of the config, e.g. --config.head.name=temporal_attention "
-        "--config.data.regions=full,actor (defaults shown are the base config's)")
-    for key, value in flatten_config(base).items():
+        "config overrides", "any field of the config, e.g. --config.train_head.num_epochs=50 "
+        f"--config.data.regions=full,actor (defaults shown are those of {config_name})")
+    for key, value in flatten_config(config).items():
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         group.add_argument(f"--{OVERRIDE_PREFIX}{key}", dest=f"{OVERRIDE_PREFIX}{key}",
-                           default=argparse.SUPPRESS, metavar="VALUE", help=f"(base: {shown})")
+                           default=argparse.SUPPRESS, metavar="VALUE", help=f"(default: {shown})")
+
+
+# Options of the experiment commands that take no value: the token after any other option is its
+# value, never the CONFIG argument.
+_FLAGS = {"-h", "--help", "--no-progress", "--json"}
+
+
+def config_argument(argv: list[str]) -> str | None:
+    """The CONFIG argument of an experiment command line (``train tiny --workdir w ...``), found
+    before parsing so that the parser can offer that config's own ``--config.*`` options."""
+    tokens = iter(argv[1:])  # after the command name
+    for token in tokens:
+        if token.startswith("-"):
+            if "=" not in token and token not in _FLAGS:
+                next(tokens, None)  # the option's value
+            continue
+        return token
+    return None
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:

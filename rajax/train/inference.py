@@ -19,6 +19,7 @@ import numpy as np
 
 from rajax.errors import RajaxError
 from rajax.files import atomic_savefig
+from rajax.models.heads import scorer_description
 from rajax.train import backbone as backbone_lib
 from rajax.train import checkpoints, stages
 
@@ -98,6 +99,8 @@ def predict_video(workdir: str | os.PathLike, video: str | os.PathLike, *, stage
         "probability": float(probabilities[best]),
         "probabilities": {name: float(p) for name, p in zip(config.classes, probabilities)},
         "actor_square": None if actor_square is None else [int(v) for v in actor_square],
+        "head": config.head.name,
+        "scorer": scorer_description(head),
         "regions": [
             {"name": name, "weight": float(weights[i]),
              **({"score": float(scores[i])} if scores is not None else {})}
@@ -111,7 +114,8 @@ def format_prediction(result: dict) -> str:
     for name, p in sorted(result["probabilities"].items(), key=lambda item: -item[1]):
         lines.append(f"  {name:<14} {100 * p:6.2f}%")
     has_score = any("score" in region for region in result["regions"])
-    lines.append("attention per region (weight" + (", sigmoid score)" if has_score else ")") + ":")
+    lines.append(f"attention per region ({result['head']}: {result['scorer']}; weight"
+                 + (", score)" if has_score else ")") + ":")
     for region in result["regions"]:
         score = f"  {region['score']:.3f}" if "score" in region else ""
         lines.append(f"  {region['name']:<10} {region['weight']:.3f}{score}")
@@ -160,7 +164,8 @@ def draw_attention(result: dict, path: str | os.PathLike) -> Path:
                   ha="center" if at_centre else "left", va="center" if at_centre else "top",
                   bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "linewidth": 0})
     left.set_axis_off()
-    left.set_title(f"{result['activity']} ({100 * result['probability']:.1f}%)")
+    left.set_title(f"{result['activity']} ({100 * result['probability']:.1f}%)\n{result['head']}: {result['scorer']}",
+                   fontsize=10)
     right.barh(range(len(names)), weights, color=[colormap(0.25 + 0.7 * w / top) for w in weights])
     right.set_yticks(range(len(names)), names)
     right.invert_yaxis()

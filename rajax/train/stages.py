@@ -184,10 +184,17 @@ def head_forward(head):
 
 
 def build_head(config):
+    """The head of ``config.head``: its name, dropout and exactly its own options."""
     from rajax.models.heads import build_head as build
 
-    options = {key: value for key, value in config.head.items() if key != "name"}
-    return build(config.head.name, len(config.classes), **options)
+    return build(config.head.name, len(config.classes), config.head.dropout_rate, **config.head.options)
+
+
+def head_loss(config):
+    """Cross-entropy plus the auxiliary terms of ``config.head.aux_losses``."""
+    from rajax.models.losses import build_loss
+
+    return build_loss(tuple(config.head.aux_losses))
 
 
 def init_head(head, config, num_regions: int, num_positions: int, channels: int) -> dict:
@@ -234,7 +241,7 @@ def train_head(config, workdir) -> tuple[Task, Data]:
         return _numpy_batches(dataset, ("features", "label", "mask"))
 
     data = Data(steps_per_epoch, train_batches, eval_batches, regions)
-    return Task(head_forward(head), params, {}), data
+    return Task(head_forward(head), params, {}, head_loss(config)), data
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +317,7 @@ def end_to_end(config, workdir) -> tuple[Task, Data]:
         return _numpy_batches(dataset, ("frames", "label", "mask"))
 
     data = Data(steps_per_epoch, train_batches, eval_batches, regions)
-    return Task(forward, params, {"backbone": backbone_stats}), data
+    return Task(forward, params, {"backbone": backbone_stats}, head_loss(config)), data
 
 
 def _best_head_params(config, workdir, template: dict) -> dict:
@@ -449,7 +456,7 @@ def evaluate(config, workdir: str | os.PathLike, stage: str, split: str, checkpo
         params, batch_stats = tree["params"], tree.get("batch_stats") or {}
     state = steps.TrainState(step=np.zeros((), np.int32), params=params, batch_stats=batch_stats,
                              opt_state=None, rng=np.zeros((2,), np.uint32))
-    eval_fn = steps.pmap_eval_step(forward=task.forward)
+    eval_fn = steps.pmap_eval_step(forward=task.forward, loss=task.loss)
     report = trainer.evaluate_split(eval_fn, steps.replicate(state), data, split, config.classes)
     report["stage"], report["checkpoint"] = stage, checkpoint
     if jax.process_index() == 0:

@@ -31,6 +31,7 @@ import optax
 from flax import traverse_util
 
 from rajax.errors import RajaxError
+from rajax.models.losses import Loss, classification_loss
 
 PyTree = Any
 AXIS = "devices"  # the pmap axis over local (and, multi-host, global) devices
@@ -192,11 +193,6 @@ def create_train_state(params, batch_stats, tx: optax.GradientTransformation, se
 Forward = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], PyTree]]
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example softmax cross-entropy, in float32 whatever the compute dtype."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-
-
 def _global_count(mask: jax.Array) -> jax.Array:
     return jnp.maximum(jax.lax.psum(jnp.sum(mask), AXIS), 1.0)
 
@@ -210,10 +206,13 @@ def train_step(
     param_labels: PyTree,
     batch_stats_labels: PyTree,
     schedule: optax.Schedule,
+    loss: Loss = classification_loss,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimisation step on one device's share of the global batch; call it under pmap.
 
-    The loss is the mean cross-entropy over the valid examples of the *global* batch: each device
+    ``loss(logits, attention, labels)`` gives one value per example (cross-entropy, plus the
+    config's auxiliary terms: ``rajax.models.losses``). The objective is its mean over the valid
+    examples of the *global* batch: each device
     divides its sum by (global count / devices), so the ``pmean`` of the gradients is the gradient
     of the global mean even when the devices hold different numbers of valid examples.
     """
@@ -231,11 +230,11 @@ def train_step(
 
     def loss_fn(trainable_leaves):
         params = join_trainable(param_labels, trainable_leaves, frozen, state.params)
-        logits, _, new_batch_stats = forward(params, state.batch_stats, batch, train=True, rng=device_key)
-        losses = cross_entropy(logits, batch["label"])
+        logits, attention, new_batch_stats = forward(params, state.batch_stats, batch, train=True, rng=device_key)
+        losses = loss(logits, attention, batch["label"])
         return jnp.sum(losses * mask) / per_device_count, (logits, new_batch_stats)
 
-    (loss, (logits, new_batch_stats)), trainable_grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    (objective, (logits, new_batch_stats)), trainable_grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
     trainable_grads = jax.lax.pmean(trainable_grads, AXIS)
     # The optimizer sees the whole tree; frozen leaves get zero gradients and are kept as they were.
     grads = join_trainable(param_labels, trainable_grads, [jnp.zeros_like(p) for p in frozen], state.params)
@@ -249,7 +248,7 @@ def train_step(
 
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     metrics = {
-        "loss": jax.lax.pmean(loss, AXIS),
+        "loss": jax.lax.pmean(objective, AXIS),
         "accuracy": jax.lax.psum(jnp.sum(correct * mask), AXIS) / _global_count(mask),
         "valid_examples": jax.lax.psum(jnp.sum(mask), AXIS),
         "grad_norm": optax.tree.norm(trainable_grads),
@@ -260,11 +259,12 @@ def train_step(
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Mapping[str, jax.Array], *, forward: Forward) -> dict[str, jax.Array]:
+def eval_step(state: TrainState, batch: Mapping[str, jax.Array], *, forward: Forward,
+              loss: Loss = classification_loss) -> dict[str, jax.Array]:
     """Per-example outputs on one device's share of an evaluation batch; call it under pmap.
 
-    Returns logits, labels, the mask, the per-example loss and the attention arrays; the host
-    keeps the rows whose mask is 1, so every example is counted exactly once.
+    Returns logits, labels, the mask, the per-example loss (the same loss as training) and the
+    attention arrays; the host keeps the rows whose mask is 1, so every example counts once.
     """
     logits, attention, _ = forward(state.params, state.batch_stats, batch, train=False, rng=None)
     logits = logits.astype(jnp.float32)
@@ -272,21 +272,22 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array], *, forward: For
         "logits": logits,
         "label": batch["label"],
         "mask": batch["mask"],
-        "loss": cross_entropy(logits, batch["label"]),
+        "loss": loss(logits, attention, batch["label"]),
         **{f"attention/{key}": value for key, value in attention.items()},
     }
 
 
-def pmap_train_step(*, forward, tx, param_labels, batch_stats_labels, schedule, donate=True):
+def pmap_train_step(*, forward, tx, param_labels, batch_stats_labels, schedule, donate=True,
+                    loss: Loss = classification_loss):
     """``train_step`` compiled over the devices, with the state donated (updated in place)
     unless ``donate`` is False (benchmarks compare both)."""
     step = functools.partial(train_step, forward=forward, tx=tx, param_labels=param_labels,
-                             batch_stats_labels=batch_stats_labels, schedule=schedule)
+                             batch_stats_labels=batch_stats_labels, schedule=schedule, loss=loss)
     return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,) if donate else ())
 
 
-def pmap_eval_step(*, forward):
-    return jax.pmap(functools.partial(eval_step, forward=forward), axis_name=AXIS)
+def pmap_eval_step(*, forward, loss: Loss = classification_loss):
+    return jax.pmap(functools.partial(eval_step, forward=forward, loss=loss), axis_name=AXIS)
 
 
 # --------------------------------------------------------------------------------------------

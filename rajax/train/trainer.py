@@ -37,6 +37,7 @@ import jax
 import numpy as np
 
 from rajax.errors import RajaxError
+from rajax.models.losses import Loss, classification_loss
 from rajax.train import checkpoints, evaluation, steps
 from rajax.train.idle import DeviceIdleMeter, idle_fraction
 from rajax.train.metrics import MetricWriter, check_finite
@@ -47,11 +48,12 @@ EVAL_DIR = "eval"
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """A stage's model as the steps see it."""
+    """A stage's model as the steps see it: its forward function, its variables and its loss."""
 
     forward: steps.Forward
     params: PyTree
     batch_stats: PyTree
+    loss: Loss = classification_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +152,9 @@ def stage_steps(task: Task, stage_config, seed: int, total_steps: int, *, donate
     tx = steps.masked_optimizer(steps.build_optimizer(stage_config.optimizer, schedule), param_labels)
     state = steps.create_train_state(task.params, task.batch_stats, tx, seed)
     train_fn = steps.pmap_train_step(forward=task.forward, tx=tx, param_labels=param_labels,
-                                     batch_stats_labels=stats_labels, schedule=schedule, donate=donate)
-    return state, train_fn, steps.pmap_eval_step(forward=task.forward), param_labels
+                                     batch_stats_labels=stats_labels, schedule=schedule, donate=donate,
+                                     loss=task.loss)
+    return state, train_fn, steps.pmap_eval_step(forward=task.forward, loss=task.loss), param_labels
 
 
 def fit(
