@@ -19,8 +19,14 @@ import pytest
 
 from rajax import cli
 from rajax.data import video
-from rajax.detection import detect_actors, find_videos, geometry, load_actor_records, summarize, video_key
-from rajax.detection import store
+from rajax.detection import (
+    detect_actors,
+    find_videos,
+    load_actor_records,
+    store,
+    summarize,
+    video_key,
+)
 from rajax.errors import RajaxError, WeightsError
 
 # Meant to keep this file on one worker under `pytest -n 2 --dist loadgroup` (see first_run).
@@ -272,6 +278,36 @@ def test_cut_off_last_line_is_ignored_then_removed_before_appending(tmp_path):
     assert path.read_text() == whole
     store.append_record(path, record("/v/b.mp4", actor_square=[0, 0, 9]))
     assert list(load_actor_records(path)) == [video_key("/v/a.mp4"), video_key("/v/b.mp4")]
+
+
+@pytest.mark.parametrize("tail", [
+    b'{"pa',  # cut inside the record prefix
+    b"{",
+    b"\0" * 4096,  # a power loss: the size grew but the page never made it to the disk
+    b'{"path": "/v/b.mp4", "resolved_pa' + b"\0" * 300,
+], ids=["short-prefix", "brace", "nul-page", "record-then-nuls"])
+def test_broken_last_line_is_dropped_with_a_note_and_the_run_goes_on(tmp_path, tail, capfd):
+    path = tmp_path / "actors.jsonl"
+    whole = json.dumps(record("/v/a.mp4", actor_square=[1, 2, 3])) + "\n"
+    path.write_bytes(whole.encode() + tail)
+    assert [r["path"] for r in store.read_records(path)] == ["/v/a.mp4"]
+    assert "ignoring a broken last line" in capfd.readouterr().err
+    assert path.read_bytes() == whole.encode() + tail  # reading changes nothing
+    assert [r["path"] for r in store.prepare_output(path)] == ["/v/a.mp4"]
+    note = capfd.readouterr().err
+    assert f"{path}: dropped a broken last line ({len(tail)} bytes" in note
+    assert path.read_text() == whole
+    store.append_record(path, record("/v/b.mp4", actor_square=[0, 0, 9]))
+    assert list(load_actor_records(path)) == [video_key("/v/a.mp4"), video_key("/v/b.mp4")]
+
+
+def test_zeros_after_a_whole_last_record_keep_the_record(tmp_path, capfd):
+    path = tmp_path / "actors.jsonl"
+    whole = json.dumps(record("/v/a.mp4", actor_square=[1, 2, 3]))
+    path.write_bytes(whole.encode() + b"\0" * 100)  # its newline and what followed were lost
+    assert [r["path"] for r in store.prepare_output(path)] == ["/v/a.mp4"]
+    assert "dropped a broken last line (100 bytes" in capfd.readouterr().err
+    assert path.read_text() == whole + "\n"
 
 
 def test_last_record_missing_only_its_newline_is_kept(tmp_path):

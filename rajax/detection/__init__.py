@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rajax import errors
-from rajax.detection.store import load_actor_records, video_key
+from rajax.detection.checkpoint import check_archive
+from rajax.detection.store import load_actor_records, lock_output, video_key
 from rajax.errors import RajaxError
 
 __all__ = ["VIDEO_SUFFIXES", "detect_actors", "find_videos", "load_actor_records", "summarize", "video_key"]
@@ -92,7 +93,12 @@ def detect_actors(
     (``rajax.detection.worker``) on ``device`` (an Ultralytics device string such as ``"cpu"`` or
     ``"0"``; None: the first GPU when torch sees one). ``detector_weights`` None means the default
     ``yolo11n.pt``, downloaded by Ultralytics on first use into ``$XDG_CACHE_HOME/rajax``
-    (``~/.cache/rajax``), where Ultralytics' settings file also goes.
+    (``~/.cache/rajax``), where Ultralytics' settings file also goes; whatever the checkpoint,
+    nothing in it can run code (:mod:`rajax.detection.checkpoint`).
+
+    One run per ``output`` at a time: the file is locked for the whole run, and a second run on it
+    raises RajaxError naming it. The detection process dies with the process that called this.
+    Problems writing ``output`` (a folder, a read-only or full disk) raise RajaxError too.
     """
     every = int(every)
     if every < 1:
@@ -100,9 +106,30 @@ def detect_actors(
     paths = find_videos(videos)
     if not paths:
         raise RajaxError("no videos to process")
-    if detector_weights is not None and not Path(detector_weights).expanduser().is_file():
-        raise errors.WeightsError(f"{detector_weights}: detector weights not found")
-    with tempfile.TemporaryDirectory(prefix="rajax-detect-") as scratch:
+    if detector_weights is not None:
+        if not Path(detector_weights).expanduser().is_file():
+            raise errors.WeightsError(f"{detector_weights}: detector weights not found")
+        # A plain pickle is refused here, before any process could unpickle it.
+        check_archive(Path(detector_weights).expanduser())
+    # Held until this call returns, and by the worker, which inherits it: a second run on the same
+    # output refuses to start; a killed run releases it (its worker dies with it).
+    lock = lock_output(output)
+    try:
+        return _run_worker(paths, output, detector_weights, every, device, progress, lock.fileno())
+    finally:
+        lock.close()
+
+
+def _run_worker(paths: list[str], output, detector_weights, every: int, device: str | None,
+                progress: bool, lock_fd: int) -> list[dict]:
+    """Runs ``rajax.detection.worker`` on one job and returns its records (or raises its error)."""
+    try:
+        scratch_dir = tempfile.TemporaryDirectory(prefix="rajax-detect-")
+    except OSError as error:
+        raise RajaxError(
+            f"cannot create a scratch folder in {tempfile.gettempdir()}: {error.strerror or error}"
+        ) from None
+    with scratch_dir as scratch:
         job_path = Path(scratch) / "job.json"
         result_path = Path(scratch) / "result.json"
         job = {
@@ -113,13 +140,18 @@ def detect_actors(
             "device": device,
             "progress": bool(progress),
             "result": str(result_path),
+            "parent_pid": os.getpid(),
         }
-        job_path.write_text(json.dumps(job))
+        try:
+            job_path.write_text(json.dumps(job))
+        except OSError as error:
+            raise RajaxError(f"{job_path}: cannot write the detection job: {error.strerror or error}") from None
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_IMPORT_ROOT), env.get("PYTHONPATH")) if p)
         # The worker's stdout joins our stderr (file descriptor 2): stdout is for results alone.
+        # It inherits the locked output file, so the lock outlives neither process.
         command = [sys.executable, "-m", "rajax.detection.worker", str(job_path)]
-        process = subprocess.Popen(command, env=env, stdout=2)
+        process = subprocess.Popen(command, env=env, stdout=2, pass_fds=(lock_fd,))
         try:
             returncode = process.wait()
         except KeyboardInterrupt:
@@ -130,13 +162,17 @@ def detect_actors(
                 process.kill()
             raise
         if not result_path.is_file():
+            if returncode < 0:  # Killed (out of memory, say): what it wrote stays, and a rerun resumes.
+                raise RajaxError(
+                    f"the detection process was killed by signal {-returncode} before finishing; the "
+                    f"records written so far are in {output}, and running the same command again resumes"
+                )
             raise RajaxError(
-                f"the detection process exited with status {returncode} before finishing; the records "
-                f"written so far are in {output}, and running the same command again resumes"
+                f"the detection process failed (exit status {returncode}, see the messages above) before "
+                f"finishing; the records written so far are in {output}"
             )
         result = json.loads(result_path.read_text())
     if "error" in result:
         error_class = getattr(errors, result["error"]["type"], RajaxError)
         raise error_class(result["error"]["message"])
     return result["records"]
-

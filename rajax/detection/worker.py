@@ -9,19 +9,65 @@ The job file is JSON: ``videos`` (paths), ``output`` (the record file), ``weight
 null for the default detector), ``every``, ``device`` (null: a GPU if torch sees one),
 ``progress`` (bool) and ``result``, a path where the worker writes, at the end, either
 ``{"records": [...]}`` (one per video, in order, each with its ``"status"``) or
-``{"error": {"type": "WeightsError", "message": "..."}}`` for a problem that stops the whole run.
-Records are appended to ``output`` one video at a time, so an interrupted run loses nothing done.
+``{"error": {"type": "WeightsError", "message": "..."}}`` for a problem that stops the whole run
+(a full or read-only disk included). Records are appended to ``output`` one video at a time, so an
+interrupted run loses nothing done.
+
+``parent_pid`` in the job is the process that started this one: the worker dies with it (Linux
+``PR_SET_PDEATHSIG``, and a watch on the parent pid everywhere), so killing ``rajax detect-actors``
+never leaves a detection running on its own. The parent holds the lock on ``output``
+(:func:`rajax.detection.store.lock_output`) and passes the locked file on to this process, so the
+lock lasts exactly as long as either of them lives.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 # Frames sent to the detector at once: big enough to keep a GPU busy, small enough for any CPU.
 BATCH_FRAMES = 16
+
+
+# How often the watch on the parent looks (where PR_SET_PDEATHSIG is not available, the delay
+# before an orphaned worker stops).
+PARENT_POLL_SECONDS = 1.0
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ends this process as soon as the process that started it is gone, however it ended.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``); that only
+    covers deaths after the call, so a parent already gone is checked right after it. A daemon
+    thread also watches the parent pid, for systems without prctl.
+    """
+    if parent_pid is None:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # The watch below still works.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent_pid:  # Re-parented: the parent is gone.
+                os._exit(1)
+
+    threading.Thread(target=watch, name="rajax-parent-watch", daemon=True).start()
 
 
 def _import_detector_libraries() -> None:
@@ -155,11 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m rajax.detection.worker JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text())
+    _die_with_parent(job.get("parent_pid"))
     result_path = Path(job["result"])
     try:
         records = run_job(job)
     except RajaxError as error:
         result = {"error": {"type": type(error).__name__, "message": str(error)}}
+        result_path.write_text(json.dumps(result))
+        return 2
+    except OSError as error:  # A disk problem outside the record file (those are RajaxErrors already).
+        where = f"{error.filename}: " if error.filename else ""
+        result = {"error": {"type": "RajaxError", "message": f"{where}{error.strerror or error}"}}
         result_path.write_text(json.dumps(result))
         return 2
     except KeyboardInterrupt:

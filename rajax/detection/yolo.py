@@ -4,6 +4,8 @@ Import this module only in the detection worker process (``rajax.detection.worke
 beside TensorFlow: it imports torch, torchvision and ultralytics, and torchvision crashes the
 interpreter when TensorFlow was imported first. :func:`configure_environment` must run before
 the first import of ultralytics in the process.
+
+Checkpoints are loaded so that they cannot run code: see :mod:`rajax.detection.checkpoint`.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ def configure_environment(offline: bool) -> None:
     ``YOLO_OFFLINE`` skips its connectivity checks and with them every network call (analytics,
     update checks); ``YOLO_AUTOINSTALL=False`` stops it pip-installing packages it would like;
     ``YOLO_CONFIG_DIR`` is where it writes ``settings.json`` (a user's own setting is kept).
+    ``ULTRALYTICS_SAFE_LOAD=1`` turns on its restricted checkpoint loader (``weights_only``
+    unpickling of known classes only), always: a checkpoint must never be able to run code.
     """
     os.environ["YOLO_VERBOSE"] = "False"
     os.environ["YOLO_AUTOINSTALL"] = "False"
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir()))
     if offline:
         os.environ["YOLO_OFFLINE"] = "True"
@@ -81,6 +86,34 @@ def resolve_weights(weights: str | os.PathLike | None) -> Path:
     return target
 
 
+def require_safe_loading() -> None:
+    """Makes sure Ultralytics loads checkpoints with its restricted loader, or refuses to load any.
+
+    ``configure_environment`` turns it on before the import; this also covers an ultralytics
+    imported earlier in the process, and refuses an Ultralytics (or torch older than 2.6) that
+    has no such loader, whose loading would run whatever a checkpoint's pickle names.
+    """
+    import ultralytics
+    from ultralytics.nn import tasks
+
+    safe_load = getattr(tasks, "_SafeLoad", None)
+    if safe_load is None or not getattr(safe_load, "SUPPORTED", False) or not hasattr(tasks, "SAFE_LOAD"):
+        import torch
+
+        raise WeightsError(
+            f"this Ultralytics ({ultralytics.__version__}) with torch {torch.__version__} cannot load a "
+            f"checkpoint without letting it run code (no ULTRALYTICS_SAFE_LOAD restricted loader); "
+            f"update ultralytics (8.4.190 has it) and torch (2.6 or later)"
+        )
+    tasks.SAFE_LOAD = True  # Read by torch_safe_load and the model builder at call time.
+
+
+def _one_line(error: BaseException) -> str:
+    """An Ultralytics or torch error message as one line, without Ultralytics' "ERROR ❌️" badge."""
+    text = str(error).replace("ERROR ❌️", "").replace("❌", "").strip()
+    return (text.splitlines() or [type(error).__name__])[0].strip()
+
+
 def default_device() -> str:
     """The first CUDA GPU when torch sees one, else the CPU (Ultralytics device names)."""
     import torch
@@ -94,13 +127,20 @@ class PersonDetector:
     def __init__(self, weights: Path, device: str | None = None):
         from ultralytics import YOLO
 
+        from rajax.detection import checkpoint
+
+        checkpoint.check_archive(weights)  # Nothing is unpickled before these three checks pass.
+        checkpoint.check_globals(weights)
+        require_safe_loading()
         try:
             self.model = YOLO(str(weights))
         except Exception as error:  # noqa: BLE001 - torch and ultralytics raise many kinds here
             raise WeightsError(
-                f"{weights}: cannot load as an Ultralytics YOLO checkpoint ({error})"
+                f"{weights}: cannot load as an Ultralytics YOLO checkpoint ({_one_line(error)})"
             ) from None
-        names = self.model.names or {}
+        names = getattr(self.model, "names", None) or {}
+        if not isinstance(names, dict):
+            raise WeightsError(f"{weights}: not an Ultralytics YOLO detector (it has no class names)")
         self.person_classes = [int(k) for k, name in names.items() if str(name).lower() == PERSON]
         if not self.person_classes:
             shown = ", ".join(str(name) for name in list(names.values())[:10])
