@@ -113,9 +113,14 @@ def detect_actors(
         check_archive(Path(detector_weights).expanduser())
     # Held until this call returns, and by the worker, which inherits it: a second run on the same
     # output refuses to start; a killed run releases it (its worker dies with it).
+    created = not os.path.lexists(output)
     lock = lock_output(output)
     try:
         return _run_worker(paths, output, detector_weights, every, device, progress, lock.fileno())
+    except BaseException:
+        if created and os.path.isfile(output) and os.path.getsize(output) == 0:
+            os.unlink(output)  # A run that stopped before its first record leaves no empty file.
+        raise
     finally:
         lock.close()
 

@@ -25,7 +25,6 @@ last one wins.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import sys
@@ -33,6 +32,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rajax.errors import RajaxError
+
+try:
+    import fcntl
+except ImportError:  # Not on Windows: runs there are not locked.
+    fcntl = None
 
 # Every record is written with "path" as its first key; a cut-off last line is recognised by this
 # start, so that a file that is not ours (a video given as --output by mistake) is never truncated.
@@ -149,9 +153,11 @@ def lock_output(path: str | os.PathLike) -> BinaryIO:
             f"{path}: cannot create its folder {path.parent}: {error.strerror or error}"
         ) from None
     try:
-        handle = open(path, "ab")  # Never truncates: a foreign file given by mistake is refused later.
+        handle = open(path, "ab")  # noqa: SIM115 - the caller keeps it open for the run. Never truncates.
     except OSError as error:
         raise _write_error(path, error) from None
+    if fcntl is None:
+        return handle
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
