@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "predict": "predict",
     "demo": "demo",
+    "info": "info",
 }
 
 
