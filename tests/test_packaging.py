@@ -80,8 +80,8 @@ def installed_env(site: Path) -> dict:
 def test_the_wheel_holds_every_module_and_the_configs_inside_the_package(installed):
     wheel, source, site = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"rajax/{p.relative_to(source / 'rajax').as_posix()}" for p in (source / "rajax").rglob("*")
-                if p.suffix in (".py", ".txt")}
+    expected = {f"rajax/{p.relative_to(source / 'rajax').as_posix()}" for p in (source / "rajax").rglob("*.py")}
+    expected |= {f"rajax/resources/{p.name}" for p in (source / "rajax" / "resources").glob("*.txt")}
     expected |= {f"rajax/configs/{p.name}" for p in (source / "configs").glob("*.py")}
     assert "rajax/configs/base.py" in expected and "rajax/configs/tiny.py" in expected
     assert sorted(expected - names) == []  # e.g. a new subpackage missing from pyproject's list
