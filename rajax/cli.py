@@ -42,6 +42,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="rajax",
         description="Actor-focused Region Attention for long-term activity recognition (JAX/Flax).",
     )
+    parser.add_argument(
+        "--no-compile-cache", dest="compile_cache", action="store_false",
+        help="do not use JAX's persistent compilation cache for this run (see rajax.compile_cache;"
+        " RAJAX_COMPILE_CACHE=0 turns it off for good)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"rajax.commands.{module_name}")
@@ -66,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    if args.compile_cache:
+        from rajax import compile_cache
+
+        compile_cache.enable()  # before any compilation: later runs load the executables
     try:
         return int(args._run(args) or 0)
     except RajaxError as error:

@@ -1,5 +1,7 @@
 """Decoding real video files written here with PyAV, the real GIF sample and the dancer video."""
 
+import io
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +199,225 @@ def test_write_video_leaves_no_partial_file(tmp_path):
     with pytest.raises(ValueError):
         video.write_video(tmp_path / "bad.mkv", np.zeros((0, 8, 8, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+# GIFs without TensorFlow ---------------------------------------------------------------------
+
+
+def _lzw_data(indices: np.ndarray) -> bytes:
+    """The LZW minimum code size byte and data sub-blocks of one frame's palette indices, encoded by
+    Pillow (a one-frame GIF with a full 256-colour table, whose image data is cut out)."""
+    from PIL import Image
+
+    image = Image.fromarray(indices, "P")
+    image.putpalette(list(range(256)) * 3)
+    buffer = io.BytesIO()
+    image.save(buffer, "GIF", optimize=False)
+    data = buffer.getvalue()
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # header, screen, global table
+    while data[pos] == 0x21:  # skip extensions
+        pos += 2
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    assert data[pos] == 0x2C and not data[pos + 9] & 0x80
+    return data[pos + 10 : -1]
+
+
+def write_gif_by_hand(path, screen, palette, frames):
+    """A GIF whose every frame says where it goes, what is transparent, how it is disposed, whether
+    it has its own colour table and is interlaced: what optimised GIFs do and Pillow's own reader
+    composites differently from TensorFlow's."""
+    width, height = screen
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", width, height, 0xF7, 0, 0) + palette.tobytes())
+    for frame in frames:
+        indices = frame["indices"]
+        h, w = indices.shape
+        transparency = frame.get("transparency")
+        flags = (frame.get("disposal", 0) << 2) | (transparency is not None)
+        out += b"!\xf9\x04" + struct.pack("<BHB", flags, 4, transparency or 0) + b"\x00"
+        local = frame.get("palette")
+        interlaced = frame.get("interlaced", False)
+        descriptor = (0x40 if interlaced else 0) | (0x87 if local is not None else 0)
+        out += b"," + struct.pack("<HHHHB", frame["left"], frame["top"], w, h, descriptor)
+        if local is not None:
+            out += local.tobytes()
+        if interlaced:  # rows stored in the four interlace passes
+            order = [r for start, step in ((0, 8), (4, 8), (2, 4), (1, 2)) for r in range(start, h, step)]
+            indices = indices[order]
+        out += _lzw_data(np.ascontiguousarray(indices))
+    path.write_bytes(bytes(out + b";"))
+    return path
+
+
+def tricky_gif(path):
+    rng = np.random.default_rng(7)
+
+    def indices(h, w):
+        return rng.integers(0, 256, (h, w), dtype=np.uint8)
+
+    first, later = indices(20, 30), indices(14, 3)
+    frames = [
+        # Offset on a 30x22 screen and transparent in places: TF draws it at the offset, black
+        # around it and where transparent, on a canvas as large as the largest frame (20x30 here,
+        # 25x30 with the last frame), not the screen.
+        {"indices": first, "left": 2, "top": 1, "transparency": int(first[0, 0])},
+        {"indices": indices(9, 19), "left": 1, "top": 6, "disposal": 1, "interlaced": True,
+         "palette": rng.integers(0, 256, 768, dtype=np.uint8)},
+        # Restore-to-background: TF does not dispose, the next frame is drawn over this one.
+        {"indices": later, "left": 14, "top": 2, "transparency": int(later[0, 0]), "disposal": 2},
+        {"indices": indices(7, 14), "left": 7, "top": 11, "disposal": 3, "interlaced": True},
+        {"indices": indices(25, 12), "left": 25, "top": 0},  # overflows the canvas: clipped
+    ]
+    return write_gif_by_hand(path, (30, 22), rng.integers(0, 256, 768, dtype=np.uint8), frames)
+
+
+def test_gifs_decode_without_tensorflow_exactly_as_tensorflow_does(cricket_gif, tmp_path):
+    tricky = tricky_gif(tmp_path / "tricky.gif")
+    decoded = tmp_path / "decoded.npz"
+    code = (
+        "import sys, numpy as np; from rajax.data import video;"
+        f"cricket = video.read_frames({str(cricket_gif)!r});"
+        f"tricky = video.read_frames({str(tricky)!r});"
+        f"iterated = np.stack([f for _, f in video.iter_frames({str(cricket_gif)!r})]);"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported';"
+        f"np.savez({str(decoded)!r}, cricket=cricket, tricky=tricky, iterated=iterated)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT, timeout=120)
+    ours = np.load(decoded)
+
+    import tensorflow as tf  # the independent reference
+
+    for name, path in (("cricket", cricket_gif), ("tricky", tricky)):
+        reference = tf.io.decode_gif(tf.io.read_file(str(path))).numpy()
+        assert ours[name].shape == reference.shape, name
+        for k in range(len(reference)):
+            assert np.array_equal(ours[name][k], reference[k]), f"{name} frame {k}"
+    assert ours["cricket"].shape == (79, 224, 224, 3) and ours["tricky"].shape == (5, 25, 30, 3)
+    np.testing.assert_array_equal(ours["iterated"], ours["cricket"])
+
+
+def test_broken_gifs_are_video_errors(cricket_gif, tmp_path):
+    data = Path(cricket_gif).read_bytes()
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(data[: len(data) // 2])
+    text = tmp_path / "text.gif"
+    text.write_text("not a GIF at all\n" * 20)
+    for path, problem in ((cut, "cannot decode GIF (truncated"), (text, "cannot decode GIF (not a GIF")):
+        with pytest.raises(VideoError) as error:
+            video.read_frames(path, [0])
+        assert str(path) in str(error.value) and problem in str(error.value)
+
+
+# Decoding straight to a working size ---------------------------------------------------------
+
+
+def test_scaled_size():
+    assert video.scaled_size(496, 518, 256) == (256, 267)  # 518 * 256 / 496 = 267.35
+    assert video.scaled_size(1080, 1920, 256) == (256, 455)  # 455.1
+    assert video.scaled_size(568, 320, 128) == (227, 128)  # portrait: 227.2
+    assert video.scaled_size(100, 150, 50) == (50, 75)
+    assert video.scaled_size(100, 153, 50) == (50, 77)  # 76.5: halves round up
+    assert video.scaled_size(300, 300, 224) == (224, 224)
+    assert video.scaled_size(200, 300, 200) == (200, 300)  # never enlarged
+    assert video.scaled_size(200, 300, None) == (200, 300)
+    with pytest.raises(ValueError):
+        video.scaled_size(200, 300, 0)
+
+
+def box_resize(frames, size):
+    from PIL import Image
+
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize(size[::-1], Image.Resampling.BOX)) for f in frames]
+    )
+
+
+def test_max_side_scales_while_decoding(dancer_video, cricket_gif):
+    indices = [3, 400, 250]
+    full = video.read_frames(dancer_video, indices)
+    small = video.read_frames(dancer_video, indices, max_side=256)
+    assert small.shape == (3, 256, 267, 3) and small.dtype == np.uint8
+    # swscale's area averaging from YUV against Pillow's box filter over the full-size RGB frames:
+    # about 1 grey level apart on average (a few at sharp chroma edges).
+    difference = np.abs(small.astype(int) - box_resize(full, (256, 267)))
+    assert difference.mean() < 3, difference.mean()
+    assert len({frame.tobytes() for frame in small}) == 3
+    # A max_side at or above the shorter side changes nothing.
+    np.testing.assert_array_equal(video.read_frames(dancer_video, indices, max_side=496), full)
+    assert video.read_frames(dancer_video, [], max_side=256).shape == (0, 256, 267, 3)
+    # GIFs: Pillow's box filter on the decoded frames.
+    gif = video.read_frames(cricket_gif, [0, 40], max_side=112)
+    assert gif.shape == (2, 112, 112, 3)
+    np.testing.assert_array_equal(gif, box_resize(video.read_frames(cricket_gif, [0, 40]), (112, 112)))
+    np.testing.assert_array_equal(next(video.iter_frames(cricket_gif, max_side=112))[1], gif[0])
+
+
+def test_rotated_phone_video_comes_out_upright_at_the_scaled_size(shared_dir):
+    phone = shared_dir / "data/odd_videos/video_90.mov"
+    info = video.probe(phone)
+    assert info.rotation in (90, 270) and (info.height, info.width) == (568, 320)
+    full = video.read_frames(phone, [0, 2])
+    small = video.read_frames(phone, [0, 2], max_side=128)
+    assert small.shape == (2, 227, 128, 3)
+    difference = np.abs(small.astype(int) - box_resize(full, (227, 128)))
+    assert difference.mean() < 4, difference.mean()
+    # Upside down or mirrored would be far off.
+    assert np.abs(small.astype(int) - box_resize(full[:, ::-1, ::-1], (227, 128))).mean() > 4 * difference.mean()
+    np.testing.assert_array_equal(next(video.iter_frames(phone, max_side=128))[1], small[0])
+
+
+def test_rotation_is_honoured_at_the_scaled_size(tmp_path):
+    frames = indexed_frames(2, height=48, width=64)  # red marker at the top-left corner
+    path = video.write_video(tmp_path / "rot90.mkv", frames, rotation=90)
+    small = video.read_frames(path, max_side=24)  # upright 64x48 -> 32x24
+    assert small.shape == (2, 32, 24, 3)
+    expected = box_resize(np.rot90(frames, k=1, axes=(1, 2)), (32, 24))
+    assert np.abs(small.astype(int) - expected).max() <= 2
+
+
+_MEMORY_PROBE = """
+import sys
+from rajax.data import video
+
+def peak_kib():  # this process's peak resident memory (ru_maxrss would count the parent's too)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+path, max_side = sys.argv[1], (int(sys.argv[2]) if sys.argv[2] != "none" else None)
+video.probe(path)
+video.read_frames(path, [0], max_side=max_side)  # the decoder's own buffers, set up once
+before = peak_kib()
+frames = video.read_frames(path, max_side=max_side)
+print(peak_kib() - before, frames.shape)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_max_side_never_holds_full_size_rgb_frames(tmp_path):
+    # 12 frames of 1080p: 75 MB in full-size RGB, 4 MB at max_side 256.
+    n, height, width = 12, 1080, 1920
+    y, x = np.mgrid[0:height, 0:width]
+    frames = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        frames[i, ..., 0] = (x + 40 * i) % 256
+        frames[i, ..., 1] = y % 256
+        frames[i, ..., 2] = ((x // 64 + y // 64 + i) % 2) * 200
+    path = video.write_video(tmp_path / "hd.mp4", frames, codec="mpeg4")
+    del frames, x, y
+    full_bytes = n * height * width * 3
+
+    def peak_growth_kib(max_side):
+        run = subprocess.run(
+            [sys.executable, "-c", _MEMORY_PROBE, str(path), str(max_side).lower()],
+            check=True, cwd=PROJECT_ROOT, timeout=180, capture_output=True, text=True,
+        )
+        growth, shape = run.stdout.strip().split(" ", 1)
+        return int(growth), shape
+
+    small_kib, small_shape = peak_growth_kib(256)
+    full_kib, full_shape = peak_growth_kib("none")
+    print(f"peak RSS growth: max_side=256 {small_kib} KiB, full size {full_kib} KiB")
+    assert small_shape == "(12, 256, 455, 3)" and full_shape == "(12, 1080, 1920, 3)"
+    assert full_kib * 1024 > full_bytes  # the measurement sees full-size frames when they exist
+    assert small_kib * 1024 < full_bytes / 2

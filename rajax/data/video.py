@@ -1,12 +1,19 @@
 """Reading videos into RGB uint8 frames.
 
-Containers (mp4, avi, mkv, webm, mov ...) are decoded with PyAV; GIFs with TensorFlow's
-``tf.io.decode_gif``. TensorFlow is imported lazily inside the GIF branch only: the detection
-process imports torchvision, which crashes when TensorFlow was imported first.
+Containers (mp4, avi, mkv, webm, mov ...) are decoded with PyAV; GIFs with Pillow, composited
+to the very frames TensorFlow's ``tf.io.decode_gif`` gives (see the GIF section). Nothing here
+imports TensorFlow (the detection process imports torchvision, which crashes when TensorFlow was
+imported first); PyAV and Pillow are imported lazily.
 
 Every frame comes back as ``uint8 [H, W, 3]`` RGB, whatever the source pixel format (grayscale,
 palette, 10-bit ...), and turned upright when the container carries rotation metadata (phone
 videos), so ``VideoInfo.height``/``width`` are the size of the frames as returned.
+
+``read_frames(..., max_side=S)`` and ``iter_frames(..., max_side=S)`` return frames whose shorter
+side is ``S`` (when it was larger; ``scaled_size`` says the size): FFmpeg's swscale converts each
+wanted frame straight from the decoder's pixel format to RGB at that size (area averaging, in C,
+without the GIL), so a full-size RGB frame never exists. A 4K frame is 25 MB in RGB; at 256 it is
+under 0.2 MB.
 
 Frame indices count decoded frames from 0 in presentation order. ``probe`` counts the frames by
 demuxing the packets (no decoding, about 10 ms per minute of video) rather than trusting the
@@ -77,6 +84,61 @@ def _upright(frame: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(frame, k=k)) if k else frame
 
 
+def scaled_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """``(height, width)`` of a ``height`` x ``width`` frame read with ``max_side``.
+
+    When the shorter side is larger than ``max_side`` it becomes ``max_side`` and the other side
+    keeps the aspect ratio, rounded to the nearest integer (halves up); otherwise, or when
+    ``max_side`` is None, the size is unchanged (frames are never enlarged). Pass the upright size
+    (``VideoInfo.height``, ``VideoInfo.width``); box coordinates on full-size frames scale by
+    ``new_height / height`` and ``new_width / width``.
+    """
+    if max_side is None:
+        return height, width
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    shorter = min(height, width)
+    if shorter <= max_side:
+        return height, width
+
+    def scale(side: int) -> int:  # round(side * max_side / shorter), halves up, exactly
+        return max(1, (2 * side * max_side + shorter) // (2 * shorter))
+
+    return (max_side, scale(width)) if height <= width else (scale(height), max_side)
+
+
+def _output_size(info: VideoInfo, max_side: int | None) -> tuple[int, int] | None:
+    """The upright size to scale to, or None when frames come back at full size."""
+    size = scaled_size(info.height, info.width, max_side)
+    return None if size == (info.height, info.width) else size
+
+
+def _to_rgb(frame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
+    """An ``av.VideoFrame`` as upright RGB, at the upright ``size`` (None: full size).
+
+    With a size, swscale scales while converting (area averaging); the stored frame is scaled to
+    the size turned back by the rotation, so that the upright result has the size asked for.
+    """
+    if size is None:
+        return _upright(frame.to_ndarray(format="rgb24"), rotation)
+    height, width = size if rotation in (0, 180) else size[::-1]
+    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+    return _upright(rgb, rotation)
+
+
+def _resize_rgb(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``uint8 [N, H, W, 3]`` frames resized to ``size`` with Pillow's box (area) filter."""
+    if size is None:
+        return frames
+    from PIL import Image
+
+    height, width = size
+    out = np.empty((len(frames), height, width, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BOX))
+    return out
+
+
 def _normalise_rotation(degrees: float | int | None) -> int:
     if not degrees:
         return 0
@@ -84,44 +146,192 @@ def _normalise_rotation(degrees: float | int | None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# GIF (TensorFlow)
+# GIF (Pillow for the LZW data, compositing here)
+#
+# The frames are built exactly as TensorFlow's ``tf.io.decode_gif`` (giflib) builds them, which the
+# project used before and which the GIF-trained numbers assume. Pillow's own animated-GIF reader
+# differs on optimised GIFs: it applies the disposal methods (TF ignores them: each frame is drawn
+# over the previous one), fills the canvas around a partial first frame and the transparent pixels
+# of the first frame with palette colours (TF: black), and its canvas is the logical screen, grown
+# for a frame that overflows it (TF's canvas is the largest frame height by the largest frame width,
+# whatever the screen and the offsets say, and frames are clipped to it). So the file's blocks are
+# parsed here, each frame's LZW data is decoded to palette indices by Pillow (a one-frame GIF of the
+# frame alone), and the frames are composited with TF's rules.
 
 
-def _decode_gif(path: Path, data: bytes | None = None) -> np.ndarray:
-    import tensorflow as tf  # Lazy on purpose: see the module docstring.
+@dataclasses.dataclass(frozen=True)
+class _GifFrame:
+    left: int
+    top: int
+    width: int
+    height: int
+    interlaced: bool
+    color_table: bytes | None  # the local table, else the global one (RGB triples)
+    transparency: int | None
+    delay_ms: int
+    data: bytes  # LZW minimum code size byte + data sub-blocks + terminator
 
-    try:
-        contents = tf.io.read_file(str(path)) if data is None else tf.constant(data)
-        frames = tf.io.decode_gif(contents).numpy()
-    except tf.errors.OpError as error:
-        raise VideoError(f"{path}: cannot decode GIF ({error.message.splitlines()[0]})") from None
-    if frames.shape[0] == 0:
+
+def _parse_gif(path: Path, data: bytes) -> list[_GifFrame]:
+    """The frames of a GIF file's bytes."""
+
+    def fail(reason: str):
+        raise VideoError(f"{path}: cannot decode GIF ({reason})")
+
+    if data[:6] not in (b"GIF87a", b"GIF89a"):
+        fail("not a GIF file")
+    if len(data) < 13:
+        fail("truncated header")
+    packed = data[10]
+    pos = 13
+    global_table = None
+    if packed & 0x80:
+        size = 3 << ((packed & 7) + 1)
+        global_table = data[pos : pos + size]
+        pos += size
+
+    def skip_sub_blocks(pos: int) -> int:
+        while True:
+            if pos >= len(data):
+                fail("truncated data")
+            length = data[pos]
+            pos += 1 + length
+            if length == 0:
+                return pos
+
+    frames: list[_GifFrame] = []
+    transparency, delay_ms = None, 0  # from the graphic control extension before each image
+    while pos < len(data):
+        kind = data[pos]
+        if kind == 0x3B:  # trailer
+            break
+        if kind == 0x21:  # extension
+            if pos + 2 > len(data):
+                fail("truncated data")
+            label = data[pos + 1]
+            if label == 0xF9 and pos + 3 < len(data) and data[pos + 2] >= 4 and pos + 7 <= len(data):
+                flags = data[pos + 3]
+                delay_ms = int.from_bytes(data[pos + 4 : pos + 6], "little") * 10
+                transparency = data[pos + 6] if flags & 1 else None
+            pos = skip_sub_blocks(pos + 2)
+        elif kind == 0x2C:  # image descriptor
+            if pos + 10 > len(data):
+                fail("truncated data")
+            left, top, frame_width, frame_height = (
+                int.from_bytes(data[pos + i : pos + i + 2], "little") for i in (1, 3, 5, 7)
+            )
+            flags = data[pos + 9]
+            pos += 10
+            table = global_table
+            if flags & 0x80:
+                size = 3 << ((flags & 7) + 1)
+                table = data[pos : pos + size]
+                pos += size
+            start = pos
+            pos = skip_sub_blocks(pos + 1)  # + the LZW minimum code size byte
+            frames.append(
+                _GifFrame(
+                    left, top, frame_width, frame_height, bool(flags & 0x40), table, transparency,
+                    delay_ms, data[start:pos],
+                )
+            )
+            transparency, delay_ms = None, 0
+        else:
+            fail(f"unknown block type 0x{kind:02x} at byte {pos}")
+    if not frames:
         raise VideoError(f"{path}: GIF has no frames")
     return frames
 
 
+def _gif_frame_indices(path: Path, number: int, frame: _GifFrame) -> np.ndarray:
+    """The palette indices ``uint8 [height, width]`` of one frame, LZW-decoded by Pillow."""
+    from PIL import Image
+
+    # A GIF holding this frame alone, at (0, 0) and without a colour table: Pillow reads it as an
+    # 8-bit image whose values are the indices themselves (and de-interlaces it).
+    single = b"".join(
+        (
+            b"GIF89a",
+            frame.width.to_bytes(2, "little"),
+            frame.height.to_bytes(2, "little"),
+            b"\x00\x00\x00,\x00\x00\x00\x00",
+            frame.width.to_bytes(2, "little"),
+            frame.height.to_bytes(2, "little"),
+            b"\x40" if frame.interlaced else b"\x00",
+            frame.data,
+            b";",
+        )
+    )
+    try:
+        with Image.open(io.BytesIO(single)) as image:
+            image.load()
+            indices = np.asarray(image)
+    except Exception as error:  # noqa: BLE001 - Pillow raises OSError, ValueError, SyntaxError ...
+        raise VideoError(f"{path}: cannot decode GIF (frame {number}: {error})") from None
+    if indices.shape != (frame.height, frame.width):
+        raise VideoError(f"{path}: cannot decode GIF (frame {number} has the wrong size)")
+    return indices
+
+
+def _decode_gif(path: Path, data: bytes | None = None) -> np.ndarray:
+    """All frames of a GIF, ``uint8 [N, H, W, 3]``, composited as ``tf.io.decode_gif`` does."""
+    return _read_gif(path, data)[0]
+
+
+def _read_gif(path: Path, data: bytes | None = None) -> tuple[np.ndarray, float]:
+    """``(frames, fps)`` of a GIF; the rate comes from the first frame's delay (25 when none)."""
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise VideoError(f"{path}: cannot read ({error.strerror or error})") from None
+    frames = _parse_gif(path, data)
+    # TF's canvas (not the logical screen: see above).
+    height, width = max(f.height for f in frames), max(f.width for f in frames)
+    if width == 0 or height == 0:
+        raise VideoError(f"{path}: cannot decode GIF (empty frames {width}x{height})")
+    out = np.zeros((len(frames), height, width, 3), np.uint8)
+    for k, frame in enumerate(frames):
+        if k > 0:
+            out[k] = out[k - 1]  # what the frame does not cover (or leaves transparent) stays
+        if frame.color_table is None:
+            raise VideoError(f"{path}: cannot decode GIF (missing color map for frame {k})")
+        # Clip to the canvas, as TF does.
+        top, left = min(frame.top, height), min(frame.left, width)
+        bottom, right = min(frame.top + frame.height, height), min(frame.left + frame.width, width)
+        if bottom <= top or right <= left:
+            continue
+        indices = _gif_frame_indices(path, k, frame)[: bottom - frame.top, : right - frame.left]
+        palette = np.frombuffer(frame.color_table, np.uint8).reshape(-1, 3)
+        if indices.size and int(indices.max()) >= len(palette):
+            raise VideoError(
+                f"{path}: cannot decode GIF (frame {k}: color index {int(indices.max())} outside"
+                f" the {len(palette)}-color map)"
+            )
+        region = out[k, top:bottom, left:right]
+        if frame.transparency is None:
+            region[...] = palette[indices]
+        else:
+            opaque = indices != frame.transparency
+            region[opaque] = palette[indices[opaque]]
+    delay_ms = frames[0].delay_ms
+    return out, (1000.0 / delay_ms if delay_ms > 0 else 25.0)
+
 @functools.lru_cache(maxsize=4)  # decoded GIFs are kept whole: a few only
-def _cached_gif(path: str, mtime_ns: int, size: int) -> np.ndarray:
-    frames = _decode_gif(Path(path))
+def _cached_gif(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, float]:
+    frames, fps = _read_gif(Path(path))
     frames.setflags(write=False)
-    return frames
+    return frames, fps
 
 
 def _gif_frames(path: Path) -> np.ndarray:
     stat = path.stat()
-    return _cached_gif(str(path), stat.st_mtime_ns, stat.st_size)
+    return _cached_gif(str(path), stat.st_mtime_ns, stat.st_size)[0]
 
 
 def _gif_fps(path: Path) -> float:
-    # TF does not expose frame delays; Pillow reads the first one from the header cheaply.
-    try:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            duration_ms = image.info.get("duration") or 0
-    except Exception:  # noqa: BLE001 - an unreadable delay is not worth failing over
-        duration_ms = 0
-    return 1000.0 / duration_ms if duration_ms > 0 else 25.0
+    stat = path.stat()
+    return _cached_gif(str(path), stat.st_mtime_ns, stat.st_size)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,9 +471,14 @@ def _decoded_frames(path: Path, data: bytes | None = None) -> Iterator[tuple[int
 
 
 def _decode_container(
-    path: Path, wanted: np.ndarray | None, info: VideoInfo, data: bytes | None = None
+    path: Path,
+    wanted: np.ndarray | None,
+    info: VideoInfo,
+    data: bytes | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict[int, np.ndarray]:
-    """Decodes frames in order, converting to RGB only those in ``wanted`` (all when None)."""
+    """Decodes frames in order, converting to RGB only those in ``wanted`` (all when None), at the
+    upright ``size`` (None: full size)."""
     last_wanted = info.num_frames - 1 if wanted is None else int(wanted.max())
     wanted_set = None if wanted is None else set(wanted.tolist())
     frames: dict[int, np.ndarray] = {}
@@ -272,7 +487,7 @@ def _decode_container(
     with contextlib.closing(_decoded_frames(path, data)) as decoded_frames:
         for index, frame in decoded_frames:
             if wanted_set is None or index in wanted_set:
-                frames[index] = _upright(frame.to_ndarray(format="rgb24"), info.rotation)
+                frames[index] = _to_rgb(frame, info.rotation, size)
             last = frame
             if index >= last_wanted:
                 break
@@ -283,7 +498,7 @@ def _decode_container(
                 f"{path}: truncated video: only {decoded} of {info.num_frames} frames decode"
             )
         # A frame or two short of the packet count: repeat the last decoded frame.
-        filler = _upright(last.to_ndarray(format="rgb24"), info.rotation)
+        filler = _to_rgb(last, info.rotation, size)
         for i in range(decoded, last_wanted + 1):
             if wanted_set is None or i in wanted_set:
                 frames[i] = filler
@@ -295,19 +510,26 @@ def read_frames(
     indices: Sequence[int] | np.ndarray | None = None,
     *,
     data: bytes | None = None,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """Decodes the frames at ``indices`` (all frames when None) as ``uint8 [N, H, W, 3]`` RGB.
 
     ``indices`` may repeat and come in any order; the result follows it. An index outside
     ``[0, num_frames)`` raises VideoError (sampling functions never produce one). With ``data``
     the encoded bytes are decoded instead of the file (see ``probe``).
+
+    With ``max_side``, frames whose shorter side (upright) is larger come back at
+    ``scaled_size(info.height, info.width, max_side)``: containers are scaled by swscale while
+    converting to RGB (area averaging), never at full size in RGB; GIFs are resized with Pillow's
+    box filter. Smaller frames come back unchanged.
     """
     path = Path(path) if data is not None else _check_file(path)
     info = probe(path, data=data)
+    size = _output_size(info, max_side)
     if indices is not None:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size == 0:
-            return np.zeros((0, info.height, info.width, 3), np.uint8)
+            return np.zeros((0, *(size or (info.height, info.width)), 3), np.uint8)
         if indices.min() < 0 or indices.max() >= info.num_frames:
             raise VideoError(
                 f"{path}: frame index {int(indices.max() if indices.max() >= info.num_frames else indices.min())}"
@@ -315,32 +537,37 @@ def read_frames(
             )
     if _is_gif(path):
         frames = _gif_frames(path) if data is None else _decode_gif(path, data)
-        return np.array(frames if indices is None else frames[indices])
-    decoded = _decode_container(path, indices, info, data)
+        frames = frames if indices is None else frames[indices]
+        return np.array(frames) if size is None else _resize_rgb(frames, size)
+    decoded = _decode_container(path, indices, info, data, size)
     if indices is None:
         return np.stack([decoded[i] for i in range(info.num_frames)])
     return np.stack([decoded[int(i)] for i in indices])
 
 
-def iter_frames(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames(
+    path: str | os.PathLike, every: int = 1, *, max_side: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yields ``(index, frame)`` for every ``every``-th frame (0, every, 2*every, ...), one at a time.
 
     Memory stays at one frame for containers, so this suits detection over long videos.
+    ``max_side`` scales frames as in ``read_frames``.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     path = _check_file(path)
     info = probe(path)
+    size = _output_size(info, max_side)
     if _is_gif(path):
         frames = _gif_frames(path)
         for index in range(0, frames.shape[0], every):
-            yield index, np.array(frames[index])
+            yield index, (np.array(frames[index]) if size is None else _resize_rgb(frames[index : index + 1], size)[0])
         return
     index = -1
     with contextlib.closing(_decoded_frames(path)) as decoded_frames:
         for index, frame in decoded_frames:
             if index % every == 0:
-                yield index, _upright(frame.to_ndarray(format="rgb24"), info.rotation)
+                yield index, _to_rgb(frame, info.rotation, size)
     if index + 1 < info.num_frames - _MISSING_FRAMES_TOLERATED:
         raise VideoError(f"{path}: truncated video: only {index + 1} of {info.num_frames} frames decode")
 
