@@ -88,6 +88,9 @@ def get_config():
         shuffle_timesteps=False,    # ablation: timestep order shuffled (fine-tuning and features)
         regions=ALL_REGIONS,        # paper: R = 11 (full frame, 3x3 grid, actor)
         crop_size=224,              # paper: every region resized to 224 x 224
+        frame_side=256,             # rajax: the host hands the device squares of at most this side
+                                    # (larger ones shrunk while decoding, smaller ones padded);
+                                    # Breakfast's 240 and Kinetics' 240-256 squares stay as they are
         actors_file="",             # output of `rajax detect-actors` ('' = the dataset's own)
         features_dir="",            # stage-2 output ('' = WORKDIR/features)
     ))

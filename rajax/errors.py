@@ -5,7 +5,7 @@ class RajaxError(Exception):
     """A problem with the user's input (file, option, data) rather than a bug in rajax.
 
     The message must say what is wrong and name the file or option involved; the CLI
-    prints it as ``rajax: error: <message>`` and exits with status 2.
+    prints it as ``rajax COMMAND: error: <message>`` and exits with status 2.
     """
 
 

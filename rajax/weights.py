@@ -490,13 +490,22 @@ def save_checkpoint(
         width = _width_multiplier(flatten(variables))
         meta = {"format": 1, "num_classes": classes, "width_multiplier": width, **metadata}
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        previous = None
         if overwrite and output_dir.exists():
-            shutil.rmtree(output_dir)
+            # The old checkpoint steps aside until the new one is in place: a kill in between
+            # leaves one of them at a path beside it, never neither.
+            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
+            os.rename(output_dir, previous / output_dir.name)
         try:
             # rename() refuses a non-empty target: a checkpoint written meanwhile is never replaced.
             os.rename(staging, output_dir)
         except OSError as error:
+            if previous is not None:
+                os.rename(previous / output_dir.name, output_dir)
             raise WeightsError(f"{output_dir}: already exists and is not empty") from error
+        finally:
+            if previous is not None:
+                shutil.rmtree(previous, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

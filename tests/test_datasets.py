@@ -14,7 +14,7 @@ from rajax.data.regions import central_square_crop, resize_square
 from rajax.datasets.video_folder import MAX_SQUARE_SIDE, VideoFolder, _folder_records
 from rajax.errors import RajaxError
 
-T, L, SIZE = 2, 4, 16
+T, L, CANVAS = 2, 4, 32
 
 
 def smooth_frames(num_frames, height, width, value=0):
@@ -213,9 +213,10 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path, capsys):
     train = builder.as_dataset(split="train", shuffle_files=False)
     def evaluation_batches(videos):  # 5 videos in batches of 3: the second batch ends in padding
         dataset = pipeline.evaluation_dataset(
-            videos, batch_size=3, num_timesteps=T, timestep_length=L, size=SIZE, dtype="uint8", shard=None
+            videos, batch_size=3, num_timesteps=T, timestep_length=L, frame_side=CANVAS, shard=None
         )
-        return {k: np.concatenate([b[k] for b in dataset.as_numpy_iterator()]) for k in ("frames", "label", "video_id", "mask")}
+        keys = ("frames", "boxes", "label", "video_id", "mask")
+        return {k: np.concatenate([b[k] for b in dataset.as_numpy_iterator()]) for k in keys}
 
     batch = evaluation_batches(pipeline.tfds_videos(train))
     records = [
@@ -228,24 +229,26 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path, capsys):
     expected = evaluation_batches(records)
     # Same frames, regions and order; only JPEG's small loss differs.
     assert_close_pixels(batch["frames"], expected["frames"])
+    np.testing.assert_array_equal(batch["boxes"], expected["boxes"])
     np.testing.assert_array_equal(batch["video_id"], expected["video_id"])
     np.testing.assert_array_equal(batch["label"], expected["label"])
     np.testing.assert_array_equal(batch["mask"], [1, 1, 1, 1, 1, 0])
     assert batch["video_id"][-1] == b"<padding>" and (batch["frames"][-1] == 0).all()
 
     # Training from TFDS: one region per video, drawn like the file pipeline draws it.
-    settings = dict(epoch=2, seed=4, batch_size=1, num_timesteps=T, timestep_length=L, size=SIZE,
-                    dtype="uint8", shard=None)
+    settings = dict(epoch=2, seed=4, batch_size=1, num_timesteps=T, timestep_length=L, frame_side=CANVAS,
+                    shard=None)
     from_tfds = list(pipeline.training_dataset(pipeline.tfds_videos(train), **settings).as_numpy_iterator())
     from_files = list(pipeline.training_dataset(records, **settings).as_numpy_iterator())
     flatten = lambda out: {  # noqa: E731
-        v.decode(): (f, r) for b in out for v, f, r in zip(b["video_id"], b["frames"], b["region"])
+        v.decode(): (f, r, x) for b in out for v, f, r, x in zip(b["video_id"], b["frames"], b["region"], b["boxes"])
     }
     tfds_elements, file_elements = flatten(from_tfds), flatten(from_files)
     assert len(tfds_elements) == len(file_elements) == 5
-    for video_id, (frames, region) in tfds_elements.items():
+    for video_id, (frames, region, boxes) in tfds_elements.items():
         assert region == pipeline.choose_region(4, 2, video_id, 11) == file_elements[video_id][1]
         assert_close_pixels(frames, file_elements[video_id][0])
+        np.testing.assert_array_equal(boxes, file_elements[video_id][2])
 
 
 def test_breakfast_ch0_config_keeps_channel_0_only(breakfast_dir, tmp_path, capsys):

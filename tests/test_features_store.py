@@ -68,7 +68,7 @@ def test_reopening_with_another_shape_or_other_settings_is_refused(store):
     writer = features.FeatureWriter(store, REGION_NAMES, P, C, class_names=["a", "b", "c"], settings={"T": 64})
     with pytest.raises(ValueError, match="shape"):
         writer.write("x", 0, "train", np.zeros((R, P, C + 1)))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(RajaxError, match="NaN"):
         writer.write("x", 0, "train", np.full((R, P, C), np.nan))
     assert "x" not in writer
 

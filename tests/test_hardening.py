@@ -180,6 +180,31 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert (tmp_path / "train_head" / "checkpoints_unreadable" / "8").is_dir()  # kept, not deleted
 
 
+def test_a_stage_resumes_only_under_the_config_its_checkpoints_were_trained_with(tmp_path):
+    from test_checkpoint_resume import REGIONS, make_feature_store
+
+    from rajax.train import stages
+
+    store = make_feature_store(tmp_path / "store", counts=(("train", 16), ("validation", 8), ("test", 8)))
+    config = apply_overrides(load_config("tiny"), {
+        "data.features_dir": str(store), "data.regions": ",".join(REGIONS), "train_head.num_epochs": "1"})
+    stages.train(config, tmp_path, "train_head", progress=False)
+    saved = (tmp_path / "train_head" / "config.json").read_text()
+    other = apply_overrides(load_config("tiny"), {
+        "data.features_dir": str(store), "data.regions": ",".join(REGIONS), "train_head.num_epochs": "2",
+        "train_head.optimizer.learning_rate": "0.1"})
+    with pytest.raises(RajaxError, match=r"trained with another config \(train_head.optimizer.learning_rate: "
+                                         r"0.001 \(trained\) vs 0.1\)"):
+        stages.train(other, tmp_path, "train_head", progress=False)
+    assert (tmp_path / "train_head" / "config.json").read_text() == saved  # the record is untouched
+    # An auxiliary loss must read something the head returns: region_mean has no region scores.
+    with_loss = apply_overrides(load_config("tiny"), {
+        "data.features_dir": str(store), "data.regions": ",".join(REGIONS), "head.name": "region_mean",
+        "head.aux_losses": "region_score_l1=0.1"})
+    with pytest.raises(RajaxError, match="region_score_l1 needs the head's region_score, which head 'region_mean'"):
+        stages.train(with_loss, tmp_path / "other", "train_head", progress=False)
+
+
 # --------------------------------------------------------------------------------------------
 # A dataset of unreadable videos: errors, not empty successes
 

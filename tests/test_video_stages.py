@@ -17,10 +17,12 @@ from flax import traverse_util
 
 from rajax import cli
 from rajax.data.features import load_features, read_index, read_meta
-from rajax.data.pipeline import load_video_regions
-from rajax.data.regions import REGION_NAMES
+from rajax.data.regions import REGION_NAMES, central_square_crop, region_boxes
+from rajax.data.sampling import uniform_timesteps
+from rajax.data.video import probe, read_frames
 from rajax.train import backbone, checkpoints
 from rajax.train.config import apply_overrides, load_config
+from test_crops import tf_crop_resize
 
 CLASSES = ("cereals", "coffee")
 COUNTS = (("train", 8), ("validation", 4), ("test", 4))
@@ -90,11 +92,13 @@ def check_extraction_stores_every_region_of_every_readable_video(experiment, cap
     assert sorted(e["video_id"] for e in index) == sorted(f"{s}_{i}" for s, n in COUNTS for i in range(n))
     assert {e["split"] for e in index} == {"train", "validation", "test"}
     # The stored features are the fine-tuned backbone's, computed here independently.
+    # Independently: decoded here, regions cut and resized by TensorFlow on the host (test_crops).
     model, variables = backbone.load_backbone(config, workdir)
-    clips = load_video_regions(str(experiment["root"] / "test_1.mp4"), regions=REGION_NAMES,
-                               num_timesteps=2, timestep_length=8, size=32, output="uint8")
-    expected = jax.jit(lambda v, x: model.apply(v, x / 127.5 - 1.0, output="features"))(variables, clips)
-    np.testing.assert_allclose(load_features(store, "test_1"), expected, rtol=1e-4, atol=1e-5)
+    path = str(experiment["root"] / "test_1.mp4")
+    square = central_square_crop(read_frames(path, uniform_timesteps(probe(path).num_frames, 2, 8)))
+    clips = np.stack([tf_crop_resize(square, box, 32) for box in region_boxes(square.shape[1])]) / 127.5 - 1.0
+    expected = np.asarray(jax.jit(lambda v, x: model.apply(v, x, output="features"))(variables, clips))
+    np.testing.assert_allclose(load_features(store, "test_1"), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
     # Rerunning resumes: nothing is recomputed, the bad video is reported again.
     capsys.readouterr()
     assert cli.main(["extract", "tiny", "--workdir", str(workdir), *experiment["options"]]) == 1

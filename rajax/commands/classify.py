@@ -27,19 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype")
 
 
+def load_square_frames(path: str | Path) -> np.ndarray:
+    """Every frame's central square, ``uint8 [T, s, s, 3]``, decoded straight to at most
+    ``DEFAULT_FRAME_SIDE`` pixels (a long or 4K video fits in memory)."""
+    from rajax.data.regions import DEFAULT_FRAME_SIDE, central_square_crop
+    from rajax.data.video import read_frames
+
+    frames = read_frames(path, max_side=DEFAULT_FRAME_SIDE)
+    if len(frames) == 0:
+        raise VideoError(f"{path}: the video has no frames")
+    return central_square_crop(frames)
+
+
 def load_clip(path: str | Path, size: int = 224) -> np.ndarray:
     """[1, T, size, size, 3] float32 in [-1, 1]: a network-range .npy as is, or a decoded video
-    (all frames, central square crop, antialiased resize to ``size``)."""
+    (all frames, central square, antialiased resize to ``size``, as the compiled steps do it)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
         return _load_network_range_array(path, size)
-    from rajax.data.regions import central_square_crop, resize_square
-    from rajax.data.video import read_frames
+    from rajax.data.regions import resize_square
 
-    frames = read_frames(path)
-    if len(frames) == 0:
-        raise VideoError(f"{path}: the video has no frames")
-    return resize_square(central_square_crop(frames), size)[None]
+    return resize_square(load_square_frames(path), size)[None]
 
 
 def _load_network_range_array(path: Path, size: int) -> np.ndarray:
@@ -81,9 +89,12 @@ def predictions(logits: np.ndarray, labels: list[str], top_k: int) -> list[dict]
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise VideoError(f"--top-k must be at least 1, got {args.top_k}")
-    clip = load_clip(args.path)
-    if clip.shape[1] < TIMESTEP_FRAMES:
-        print(f"rajax classify: warning: {args.path} has {clip.shape[1]} frame(s), fewer than one "
+    path = Path(args.path)
+    # A video stays uint8 squares on the host; the crop to 224 runs on the device with the network.
+    frames = _load_network_range_array(path, 224) if path.suffix.lower() == ".npy" else load_square_frames(path)
+    num_frames = frames.shape[1] if path.suffix.lower() == ".npy" else frames.shape[0]
+    if num_frames < TIMESTEP_FRAMES:
+        print(f"rajax classify: warning: {args.path} has {num_frames} frame(s), fewer than one "
               f"{TIMESTEP_FRAMES}-frame timestep: I3D sees almost no motion and the prediction says little",
               file=sys.stderr)
 
@@ -91,9 +102,15 @@ def run(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
     import rajax
+    from rajax.data import crops
 
     model, variables = rajax.load_i3d(args.weights, dtype=jnp.dtype(args.dtype))
-    logits = jax.jit(lambda v, x: model.apply(v, x))(variables, clip)[0]
+    if path.suffix.lower() == ".npy":
+        logits = jax.jit(lambda v, x: model.apply(v, x))(variables, frames)[0]
+    else:
+        full = np.array([0, 0, frames.shape[1]], np.int32)
+        logits = jax.jit(lambda v, f: model.apply(v, crops.region_clip(f, full, 224, model.dtype)[None]))(
+            variables, frames)[0]
     labels = rajax.kinetics400_labels() if model.num_classes == 400 else [
         f"class {i}" for i in range(model.num_classes)
     ]
@@ -101,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(top, indent=2))
     else:
-        print(f"{args.path}: {clip.shape[1]} frames")
+        print(f"{args.path}: {num_frames} frames")
         width = max(len(p["label"]) for p in top)
         for rank, p in enumerate(top, 1):
             print(f"{rank:>3}. {p['label']:<{width}}  logit {p['logit']:7.3f}  probability {p['probability']:.4f}")

@@ -60,16 +60,16 @@ def run(args) -> int:
 
     if not Path(args.video).is_file():
         raise RajaxError(f"{args.video}: no such video file")
-    from rajax.train.inference import check_trained
-
-    # Everything that can be checked without the network, before minutes of detection.
-    config = check_trained(args.workdir, args.stage)
-    # Detection first: its process must never share an interpreter with TensorFlow.
-    actor_square = _actor_square(args, config)
     from rajax.train import inference
 
+    # Everything about the trained run is checked before minutes of detection: the head, its
+    # config, and that the backbone is the one whose features trained it.
+    config = inference.check_trained(args.workdir, args.stage)
+    backbone = inference.load_backbone_for_prediction(args.workdir, config, args.stage)
+    # Detection runs in a process of its own (torch and TensorFlow never share an interpreter).
+    actor_square = _actor_square(args, config)
     result = inference.predict_video(args.workdir, args.video, stage=args.stage,
-                                     actor_square=actor_square, config=config)
+                                     actor_square=actor_square, config=config, backbone=backbone)
     if args.visualize:
         result["visualization"] = str(inference.draw_attention(result, args.visualize))
     print(json.dumps(result, indent=2) if args.json else inference.format_prediction(result))

@@ -190,8 +190,9 @@ class FeatureWriter:
         features = np.asarray(features)
         if features.shape != self.shape:
             raise ValueError(f"features of {video_id!r} have shape {features.shape}, the store {self.shape}")
-        if not np.isfinite(features).all():
-            raise ValueError(f"features of {video_id!r} contain NaN or infinity")
+        if not np.isfinite(features).all():  # a diverged backbone: never stored as features
+            raise RajaxError(f"{self.store}: the features of {video_id!r} contain NaN or infinity; the "
+                             "backbone's weights are broken (a diverged fine-tuning?)")
         relative = f"{FEATURES_DIR}/{feature_file_name(video_id)}"
         stored = features.astype(self.meta["dtype"])
         atomic_write(self.store / relative, lambda handle: np.save(handle, stored, allow_pickle=False))

@@ -1,20 +1,32 @@
-"""tf.data pipelines from videos to the batches the model eats.
+"""tf.data pipelines from videos to the batches the model eats: decoded frames, nothing more.
+
+The host decodes each video's sampled frames once, takes their central square and hands the
+device uint8 squares on a fixed canvas plus the integer boxes of the regions; cropping, antialiased
+resizing and scaling to [-1, 1] happen in the compiled step (``rajax.data.crops``). No per-region
+work and no float conversion on the host: an 11-region extraction decodes its video once, like a
+training clip.
+
+The canvas: every square is ``frame_side`` pixels at most (``config.data.frame_side``). A larger
+square is shrunk while decoding (FFmpeg converts each wanted frame straight to the smaller size);
+a smaller one is kept as it is, in the top-left corner of a zero canvas of ``frame_side`` pixels,
+so that every element has the same static shape and no pixel is resampled twice. Boxes address the
+real square only, so the padding never reaches a crop. Actor squares (in the pixels of the
+video's own square) are scaled with the frames.
 
 Two sources give per-video elements: a list of :class:`~rajax.data.records.VideoRecord` (video
-files, decoded with PyAV inside ``tf.numpy_function``) or a TFDS ``breakfast``/``video_folder``
-split through :func:`tfds_videos` (JPEG frames, decoded by TensorFlow in the graph: only the
-sampled frames, in parallel, outside the GIL). From either:
+files, decoded with PyAV inside ``tf.numpy_function``; FFmpeg releases the GIL while it decodes
+and converts, so several videos decode in parallel) or a TFDS ``breakfast``/``video_folder`` split
+through :func:`tfds_videos` (JPEG frames of the stored squares, decoded by TensorFlow in the graph:
+only the sampled frames, in parallel, outside the GIL). From either:
 
 - :func:`training_dataset` (Multi-Regional fine-tuning): for one epoch, every video gives ONE region
-  drawn at random among ``regions``, ``T*L`` frames ``[T*L, S, S, 3]``. Batches:
-  ``{"frames": [B, T*L, S, S, 3], "label": int32 [B], "region": int32 [B] (index into regions),
-  "video_id": string [B], "mask": float32 [B]}``.
-- :func:`evaluation_dataset` (feature extraction, evaluation): every region in the fixed order.
-  Batches: ``{"frames": [B, R, T*L, S, S, 3], "label", "video_id", "mask"}``.
+  drawn at random among ``regions``. Batches: ``{"frames": uint8 [B, T*L, F, F, 3], "boxes": int32
+  [B, 1, 3] (the drawn region's box), "region": int32 [B] (index into regions), "label": int32
+  [B], "video_id": string [B], "mask": float32 [B]}``.
+- :func:`evaluation_dataset` (feature extraction, evaluation): every region, in the fixed order.
+  Batches: ``{"frames": uint8 [B, T*L, F, F, 3], "boxes": int32 [B, R, 3], "label", "video_id",
+  "mask"}``.
 - Stored features for head training: ``rajax.data.features.features_dataset``.
-
-Frames are in [-1, 1] as float32 or bfloat16, or raw uint8 pixels with ``dtype="uint8"`` (4x less
-host memory and host-to-device traffic; the model side then computes ``x / 127.5 - 1``).
 
 Randomness (region choice, random timesteps, shuffled timesteps) is a pure function of
 ``(seed, epoch, video_id)``: reproducible, different each epoch, and the same whatever the number of
@@ -45,7 +57,6 @@ from rajax.data.records import VideoRecord
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16", "uint8")
 _PAD_ID = "<padding>"
 
 
@@ -172,6 +183,7 @@ class _Plan:
     seed: int
     epoch: int
     one_region: bool  # training: one random region per video; else every region
+    frame_side: int  # the canvas: squares are shrunk to at most this side, then padded to it
 
     @property
     def num_frames_out(self) -> int:
@@ -194,16 +206,40 @@ class _Plan:
         names = (self.regions[region],) if self.one_region else self.regions
         return regions_lib.region_boxes(side, names, actor_square)
 
+    def empty_frames(self) -> np.ndarray:
+        return np.zeros((self.num_frames_out, self.frame_side, self.frame_side, 3), np.uint8)
+
     def empty_boxes(self) -> np.ndarray:
-        return np.tile(np.array([[0, 0, 1]], np.int32), (self.num_boxes, 1))
+        return np.tile(np.array([[0, 0, self.frame_side]], np.int32), (self.num_boxes, 1))
+
+
+def square_frames(path: str, indices: np.ndarray, frame_side: int, actor_square=None, *, data=None):
+    """The central squares of a video's frames at ``indices``, at most ``frame_side`` pixels
+    (shrunk while decoding), and the actor square scaled to them: ``(uint8 [N, s, s, 3], square)``."""
+    frames = regions_lib.central_square_crop(video.read_frames(path, indices, max_side=frame_side, data=data))
+    info = video.probe(path, data=data)
+    scale = frames.shape[1] / min(info.height, info.width)
+    if actor_square is not None and scale != 1.0:
+        actor_square = tuple(float(v) * scale for v in actor_square)
+    return frames, actor_square
+
+
+def on_canvas(frames: np.ndarray, frame_side: int) -> np.ndarray:
+    """Square frames ``[N, s, s, 3]`` (``s <= frame_side``) in the top-left corner of a zero canvas."""
+    side = frames.shape[1]
+    if side == frame_side:
+        return np.ascontiguousarray(frames)
+    canvas = np.zeros((len(frames), frame_side, frame_side, 3), np.uint8)
+    canvas[:, :side, :side] = frames
+    return canvas
 
 
 def _file_loader(plan: _Plan, skipped: list | None):
     """(video_id, path, actor_square, has_actor, num_frames, valid) ->
-    (square frames uint8 [T*L, s, s, 3], boxes int32 [K, 3], region int32, ok)."""
+    (frames uint8 [T*L, F, F, 3] on the canvas, boxes int32 [K, 3], region int32, ok)."""
 
     def failed():
-        return np.zeros((plan.num_frames_out, 1, 1, 3), np.uint8), plan.empty_boxes(), np.int32(0), False
+        return plan.empty_frames(), plan.empty_boxes(), np.int32(0), False
 
     def load(video_id, path, actor_square, has_actor, num_frames, valid):
         if not valid:
@@ -213,21 +249,16 @@ def _file_loader(plan: _Plan, skipped: list | None):
             if not num_frames:
                 num_frames = video.probe(path).num_frames
             indices, region = plan.sample(video_id, int(num_frames))
-            frames = regions_lib.central_square_crop(video.read_frames(path, indices))
+            square = tuple(int(v) for v in actor_square) if has_actor else None
+            frames, square = square_frames(path, indices, plan.frame_side, square)
         except Exception as error:  # noqa: BLE001 - a bad video must not end the epoch
             message = str(error) if path in str(error) else f"{path}: {error}"
             logger.warning("skipping video %s: %s", video_id, message)
             if skipped is not None:
                 skipped.append(message)
             return failed()
-        square = tuple(int(v) for v in actor_square) if has_actor else None
         boxes = plan.boxes(frames.shape[1], region, square)
-        if plan.one_region:
-            # Crop here so only the chosen region travels back into TensorFlow.
-            x0, y0, s = boxes[0]
-            frames = frames[:, y0 : y0 + s, x0 : x0 + s]
-            boxes = np.array([[0, 0, s]], np.int32)
-        return np.ascontiguousarray(frames), boxes, np.int32(region), True
+        return on_canvas(frames, plan.frame_side), boxes, np.int32(region), True
 
     return load
 
@@ -240,25 +271,40 @@ def _jpeg_planner(plan: _Plan):
         if not valid:
             return np.zeros(plan.num_frames_out, np.int64), plan.empty_boxes(), np.int32(0)
         indices, region = plan.sample(_as_str(video_id), int(num_frames))
-        square = tuple(int(v) for v in actor_square) if has_actor else None
-        return indices.astype(np.int64), plan.boxes(int(square_side), region, square), np.int32(region)
+        side = min(int(square_side), plan.frame_side)
+        square = None
+        if has_actor:  # stored in the stored square's pixels; scaled with the frames if shrunk
+            square = tuple(float(v) * side / int(square_side) for v in actor_square)
+        return indices.astype(np.int64), plan.boxes(side, region, square), np.int32(region)
 
     return plan_video
 
 
-def _load_and_crop(dataset, plan: _Plan, *, size: int, dtype: str, deterministic: bool, skipped):
+def _decode_jpegs(element, indices, frame_side: int):
+    """The sampled frames of a TFDS element on the canvas: each distinct frame decoded once (short
+    videos repeat frames), in the TF graph (no GIL); shrunk only when stored larger than the canvas."""
+    tf = _tf()
+    unique, position = tf.unique(indices)
+    encoded = tf.gather(element["jpeg_frames"], unique)
+    decoded = tf.map_fn(lambda data: tf.io.decode_jpeg(data, channels=3), encoded, fn_output_signature=tf.uint8)
+    frames = tf.gather(decoded, position)
+    side = tf.shape(frames)[1]
+
+    def shrink():
+        resized = tf.image.resize(frames, (frame_side, frame_side), method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    frames = tf.cond(side > frame_side, shrink, lambda: frames)
+    pad = frame_side - tf.minimum(side, frame_side)
+    return tf.pad(frames, [[0, 0], [0, pad], [0, pad], [0, 0]])
+
+
+def _load(dataset, plan: _Plan, *, deterministic: bool, skipped):
+    """Per-video elements -> ``{frames, boxes, label, region, video_id, mask}`` (decoded, on the canvas)."""
     tf = _tf()
     from_jpeg = "jpeg_frames" in dataset.element_spec
     load = _jpeg_planner(plan) if from_jpeg else _file_loader(plan, skipped)
-
-    def decode_jpegs(element, indices):
-        # Decode each distinct frame once (short videos repeat frames), in the TF graph: no GIL.
-        unique, position = tf.unique(indices)
-        encoded = tf.gather(element["jpeg_frames"], unique)
-        decoded = tf.map_fn(
-            lambda data: tf.io.decode_jpeg(data, channels=3), encoded, fn_output_signature=tf.uint8
-        )
-        return tf.gather(decoded, position)
+    empty = tf.zeros([plan.num_frames_out, plan.frame_side, plan.frame_side, 3], tf.uint8)
 
     def load_element(element):
         if from_jpeg:
@@ -269,11 +315,8 @@ def _load_and_crop(dataset, plan: _Plan, *, size: int, dtype: str, deterministic
                 stateful=False,
             )
             indices.set_shape([plan.num_frames_out])
-            frames = tf.cond(
-                element["valid"],
-                lambda: decode_jpegs(element, indices),
-                lambda: tf.zeros([plan.num_frames_out, 1, 1, 3], tf.uint8),
-            )
+            frames = tf.cond(element["valid"], lambda: _decode_jpegs(element, indices, plan.frame_side),
+                             lambda: empty)
             ok = element["valid"]
         else:
             frames, boxes, region, ok = tf.numpy_function(
@@ -282,12 +325,13 @@ def _load_and_crop(dataset, plan: _Plan, *, size: int, dtype: str, deterministic
                 [tf.uint8, tf.int32, tf.int32, tf.bool],
                 stateful=False,
             )
-        frames.set_shape([plan.num_frames_out, None, None, 3])
+        frames.set_shape([plan.num_frames_out, plan.frame_side, plan.frame_side, 3])
         boxes.set_shape([plan.num_boxes, 3])
         region.set_shape([])
         ok.set_shape([])
         return {
-            "frames": regions_lib.crop_regions_tf(frames, boxes, size, output=dtype),  # [K, N, S, S, 3]
+            "frames": frames,  # uint8 [N, F, F, 3]
+            "boxes": boxes,  # int32 [K, 3]
             "label": element["label"],
             "region": region,
             "video_id": element["video_id"],
@@ -297,14 +341,14 @@ def _load_and_crop(dataset, plan: _Plan, *, size: int, dtype: str, deterministic
     return dataset.map(load_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
-def _check_args(regions, sampling_mode, dtype, batch_size):
+def _check_args(regions, sampling_mode, batch_size, frame_side):
     regions = regions_lib.resolve_regions(regions)
     if sampling_mode not in sampling.SAMPLING_MODES:
         raise ValueError(f"unknown sampling mode {sampling_mode!r}; choose one of {sampling.SAMPLING_MODES}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if frame_side < 1:
+        raise ValueError(f"frame_side must be >= 1, got {frame_side}")
     return regions
 
 
@@ -343,8 +387,7 @@ def training_dataset(
     timestep_length: int = 8,
     sampling_mode: str = "uniform",
     shuffled_timesteps: bool = False,
-    size: int = regions_lib.DEFAULT_SIZE,
-    dtype: str = "float32",
+    frame_side: int = regions_lib.DEFAULT_FRAME_SIDE,
     shard: tuple[int, int] | str | None = "auto",
     deterministic: bool = False,
     num_videos: int | None = None,
@@ -359,7 +402,7 @@ def training_dataset(
     ``training_steps(N, batch_size, process_count)`` full batches.
     """
     tf = _tf()
-    regions = _check_args(regions, sampling_mode, dtype, batch_size)
+    regions = _check_args(regions, sampling_mode, batch_size, frame_side)
     process_index, process_count = resolve_shard(shard)
     total = _num_videos(videos, num_videos)
     steps = training_steps(total, batch_size, process_count)
@@ -375,9 +418,9 @@ def training_dataset(
         order = np.random.default_rng([seed, epoch]).permutation(total)
         dataset = records_dataset([videos[i] for i in order[process_index::process_count]])
     dataset = dataset.take(steps * batch_size)
-    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, epoch, True)
-    dataset = _load_and_crop(dataset, plan, size=size, dtype=dtype, deterministic=deterministic, skipped=skipped)
-    dataset = dataset.map(lambda e: {**e, "frames": e["frames"][0]})
+    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, epoch, True,
+                 frame_side)
+    dataset = _load(dataset, plan, deterministic=deterministic, skipped=skipped)
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
     return _options(dataset, deterministic)
 
@@ -397,8 +440,7 @@ def evaluation_dataset(
     sampling_mode: str = "uniform",
     shuffled_timesteps: bool = False,
     seed: int = 0,
-    size: int = regions_lib.DEFAULT_SIZE,
-    dtype: str = "float32",
+    frame_side: int = regions_lib.DEFAULT_FRAME_SIDE,
     shard: tuple[int, int] | str | None = "auto",
     deterministic: bool = True,
     num_videos: int | None = None,
@@ -410,13 +452,12 @@ def evaluation_dataset(
     ``videos``: a list of records, or a dataset of video elements (:func:`tfds_videos`; pass
     ``num_videos`` when its length is unknown).
 
-    Batches: ``frames [B, R, T*L, S, S, 3]``, ``label [B]``, ``video_id [B]`` (``"<padding>"`` on
-    padding), ``mask [B]`` (1 for a decoded video, 0 for padding and skipped videos). Memory: one
-    float32 Breakfast video of 11 regions x 512 frames at 224 is 3.4 GB; use ``dtype="uint8"`` or
-    ``"bfloat16"`` and small batches.
+    Batches: ``frames uint8 [B, T*L, F, F, 3]`` (decoded once per video, every region cut on the
+    device from it), ``boxes int32 [B, R, 3]``, ``label [B]``, ``video_id [B]`` (``"<padding>"`` on
+    padding), ``mask [B]`` (1 for a decoded video, 0 for padding and skipped videos).
     """
     tf = _tf()
-    regions = _check_args(regions, sampling_mode, dtype, batch_size)
+    regions = _check_args(regions, sampling_mode, batch_size, frame_side)
     process_index, process_count = resolve_shard(shard)
     total = _num_videos(videos, num_videos)
     per_host = evaluation_steps(total, batch_size, process_count) * batch_size
@@ -425,14 +466,15 @@ def evaluation_dataset(
     else:
         dataset = records_dataset(list(videos)[process_index::process_count])
     dataset = dataset.concatenate(_padding_like(dataset, per_host)).take(per_host)
-    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, 0, False)
-    dataset = _load_and_crop(dataset, plan, size=size, dtype=dtype, deterministic=deterministic, skipped=skipped)
+    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, 0, False,
+                 frame_side)
+    dataset = _load(dataset, plan, deterministic=deterministic, skipped=skipped)
     dataset = dataset.map(lambda e: {k: v for k, v in e.items() if k != "region"})
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
     return _options(dataset, deterministic)
 
 
-def load_video_regions(
+def load_video_frames(
     path: str,
     *,
     regions: int | str | Sequence[str] | None = None,
@@ -440,15 +482,15 @@ def load_video_regions(
     num_timesteps: int = 64,
     timestep_length: int = 8,
     sampling_mode: str = "uniform",
-    size: int = regions_lib.DEFAULT_SIZE,
-    output: str = "float32",
-) -> np.ndarray:
-    """One video's regions ``[R, T*L, size, size, 3]`` without tf.data (prediction on one file).
+    frame_side: int = regions_lib.DEFAULT_FRAME_SIDE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One video as the pipelines give it, without tf.data (prediction on one file): its sampled
+    frames on the canvas ``uint8 [T*L, F, F, 3]`` and its region boxes ``int32 [R, 3]``.
 
     Raises VideoError for a bad file instead of skipping it.
     """
     regions = regions_lib.resolve_regions(regions)
     info = video.probe(path)
     indices = sampling.sample_timesteps(sampling_mode, info.num_frames, num_timesteps, timestep_length).reshape(-1)
-    frames = regions_lib.central_square_crop(video.read_frames(path, indices))
-    return regions_lib.crop_regions(frames, regions, actor_square, size, output)
+    frames, square = square_frames(path, indices, frame_side, actor_square)
+    return on_canvas(frames, frame_side), regions_lib.region_boxes(frames.shape[1], regions, square)

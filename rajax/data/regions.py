@@ -1,8 +1,9 @@
 """Spatial regions: the central square of each frame, and square crops of that square.
 
 Geometry comes first, as pure functions of the square's side (pixel boxes ``(x0, y0, side)`` in
-square-frame coordinates, origin at the square's top-left corner); cropping and resizing come
-after, in TensorFlow so the tf.data pipeline runs them in parallel outside the GIL.
+square-frame coordinates, origin at the square's top-left corner). Cropping and resizing run in
+JAX (``rajax.data.crops``): inside the compiled steps for training, extraction and prediction, and
+through :func:`crop_regions` for pictures on the host. One implementation everywhere.
 
 The regions, in the fixed order the features are stored in (``REGION_NAMES``):
 
@@ -18,6 +19,7 @@ downscaling large frames does not alias.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +32,10 @@ GRID_SIDE_FRACTION = 5 / 8
 GRID_OFFSET_FRACTIONS = (0.0, 3 / 16, 3 / 8)
 
 DEFAULT_SIZE = 224
+# The canvas the host hands the device (config.data.frame_side): squares larger than this are
+# shrunk while decoding, smaller ones padded. 256 keeps the paper's Breakfast squares (240) and
+# Kinetics' (240-256) as they are; a 5/8 grid cell then has 160 pixels, enlarged to 224.
+DEFAULT_FRAME_SIDE = 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,74 +135,48 @@ def central_square_crop(frames: np.ndarray) -> np.ndarray:
     return frames[..., top : top + side, left : left + side, :]
 
 
-def to_unit_range(frames):
-    """Pixel values in [0, 255] -> [-1, 1] (the I3D input range); NumPy or TF, float32."""
-    return frames / 127.5 - 1.0
-
-
 def resize_square_tf(frames, size: int = DEFAULT_SIZE):
     """TF graph op: square frames ``[..., s, s, 3]`` (any dtype) -> float32 ``[..., size, size, 3]``
-    in [0, 255], bilinear with antialiasing. Leading dimensions are kept."""
+    in [0, 255], bilinear with antialiasing. For TFDS builders, which store shrunk squares."""
     import tensorflow as tf
 
     frames = tf.convert_to_tensor(frames)
     shape = tf.shape(frames)
     flat = tf.cast(tf.reshape(frames, tf.concat([[-1], shape[-3:]], axis=0)), tf.float32)
-
-    def resize(antialias):
-        return lambda: tf.image.resize(flat, (size, size), method="bilinear", antialias=antialias)
-
-    # Enlarging, the antialiased filter is plain bilinear (same weights, to 1e-4) but 7x slower:
-    # only pay for it when shrinking.
-    resized = tf.cond(shape[-2] > size, resize(True), resize(False))
+    resized = tf.image.resize(flat, (size, size), method="bilinear", antialias=True)
     resized = tf.clip_by_value(resized, 0.0, 255.0)  # antialiasing filters can overshoot slightly
     return tf.reshape(resized, tf.concat([shape[:-3], [size, size, shape[-1]]], axis=0))
 
 
-def crop_regions_tf(square_frames, boxes, size: int = DEFAULT_SIZE, output: str = "raw"):
-    """TF graph op: ``square_frames [N, s, s, 3]``, ``boxes int32 [R, 3]`` (x0, y0, side) ->
-    ``[R, N, size, size, 3]``. ``R`` must be static (it is: the region names).
-
-    ``output``: ``"raw"`` float32 in [0, 255]; ``"float32"``/``"bfloat16"`` in [-1, 1];
-    ``"uint8"`` rounded half up. Each region is converted before the next is resized, so the peak
-    memory is one float32 region, not R of them (11 x 512 frames at 224 would be 3.4 GB).
-    """
-    import tensorflow as tf
-
-    boxes = tf.convert_to_tensor(boxes, tf.int32)
-    crops = []
-    for r in range(boxes.shape[0]):
-        x0, y0, side = boxes[r, 0], boxes[r, 1], boxes[r, 2]
-        crop = resize_square_tf(square_frames[:, y0 : y0 + side, x0 : x0 + side, :], size)
-        if output == "uint8":
-            crop = tf.cast(tf.floor(crop + 0.5), tf.uint8)
-        elif output in ("float32", "bfloat16"):
-            crop = tf.cast(to_unit_range(crop), output)
-        elif output != "raw":
-            raise ValueError(f"output must be 'raw', 'float32', 'bfloat16' or 'uint8', got {output!r}")
-        crops.append(crop)
-    return tf.stack(crops)
-
-
-def _finish(frames_0_255, output: str):
+def _finish(pixels, output: str) -> np.ndarray:
+    pixels = np.asarray(pixels, np.float32)
     if output == "float32":
-        return to_unit_range(np.asarray(frames_0_255, np.float32)).astype(np.float32)
+        return pixels / 127.5 - 1.0
     if output == "uint8":
-        return np.floor(np.asarray(frames_0_255) + 0.5).clip(0, 255).astype(np.uint8)
+        return np.floor(pixels + 0.5).clip(0, 255).astype(np.uint8)
     raise ValueError(f"output must be 'float32' or 'uint8', got {output!r}")
 
 
-def resize_square(frames: np.ndarray, size: int = DEFAULT_SIZE, output: str = "float32") -> np.ndarray:
-    """Square frames ``uint8 [..., s, s, 3]`` -> ``[..., size, size, 3]``, antialiased bilinear.
+def crop_boxes(square_frames: np.ndarray, boxes: np.ndarray, size: int = DEFAULT_SIZE,
+               output: str = "float32") -> np.ndarray:
+    """Square frames ``uint8 [N, s, s, 3]`` and boxes ``[R, 3]`` -> ``[R, N, size, size, 3]``.
 
-    ``output="float32"``: values in [-1, 1] (the I3D input); ``output="uint8"``: rounded pixels.
-    Uses TensorFlow (imported here), the same op the tf.data pipeline uses, so classification of a
-    single video sees exactly the pixels training saw. Not for the detection process.
+    ``output="float32"``: values in [-1, 1] (the I3D input); ``"uint8"``: rounded pixels (pictures).
+    The same JAX computation the compiled steps run (``rajax.data.crops``).
     """
-    frames = np.asarray(frames)
-    if frames.ndim < 3 or frames.shape[-3] != frames.shape[-2]:
-        raise ValueError(f"expected square frames [..., s, s, C], got shape {frames.shape}")
-    return _finish(resize_square_tf(frames, size).numpy(), output)
+    if output not in ("float32", "uint8"):
+        raise ValueError(f"output must be 'float32' or 'uint8', got {output!r}")
+    pixels = _compiled_crops(size)(np.asarray(square_frames), np.asarray(boxes, np.int32))
+    return _finish(np.clip(np.asarray(pixels), 0.0, 255.0), output)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_crops(size: int):
+    import jax
+
+    from rajax.data import crops
+
+    return jax.jit(jax.vmap(lambda frames, box: crops.crop_resize(frames, box, size), in_axes=(None, 0)))
 
 
 def crop_regions(
@@ -210,7 +190,15 @@ def crop_regions(
     square_frames = np.asarray(square_frames)
     if square_frames.ndim != 4 or square_frames.shape[1] != square_frames.shape[2]:
         raise ValueError(f"expected square frames [N, s, s, C], got shape {square_frames.shape}")
-    boxes = region_boxes(square_frames.shape[1], regions, actor_square)
-    if output not in ("float32", "uint8"):
-        raise ValueError(f"output must be 'float32' or 'uint8', got {output!r}")
-    return crop_regions_tf(square_frames, boxes, size, output=output).numpy()
+    return crop_boxes(square_frames, region_boxes(square_frames.shape[1], regions, actor_square), size, output)
+
+
+def resize_square(frames: np.ndarray, size: int = DEFAULT_SIZE, output: str = "float32") -> np.ndarray:
+    """Square frames ``uint8 [..., s, s, 3]`` -> ``[..., size, size, 3]``, antialiased bilinear."""
+    frames = np.asarray(frames)
+    if frames.ndim < 3 or frames.shape[-3] != frames.shape[-2]:
+        raise ValueError(f"expected square frames [..., s, s, C], got shape {frames.shape}")
+    side = frames.shape[-2]
+    flat = frames.reshape((-1, side, side, frames.shape[-1]))
+    resized = crop_boxes(flat, [[0, 0, side]], size, output)[0]
+    return resized.reshape(frames.shape[:-3] + resized.shape[1:])

@@ -237,15 +237,18 @@ def extract_features(manifest: dict, squares: dict, settings: DemoSettings, stor
     import rajax
     from rajax import weights as weight_io
     from rajax.data.features import FeatureWriter
-    from rajax.data.pipeline import load_video_regions
+    from rajax.data.pipeline import load_video_frames
     from rajax.data.regions import REGION_NAMES
+    from rajax.train import backbone
 
     checkpoint = weight_io.ensure_default_checkpoint()
     model, variables = rajax.load_i3d(checkpoint)
-    features_of = jax.jit(lambda v, clips: model.apply(v, clips, train=False, output="features"))
+    features_of = jax.jit(lambda v, frames, boxes: backbone.video_features(
+        model, v, frames, boxes, settings.region_size, "one_shot", settings.timestep_length))
     frames = settings.num_timesteps * settings.timestep_length
-    shape = jax.eval_shape(features_of, variables, jax.ShapeDtypeStruct(
-        (len(REGION_NAMES), frames, settings.region_size, settings.region_size, 3), np.float32)).shape
+    shape = jax.eval_shape(lambda v, clips: model.apply(v, clips, train=False, output="features"), variables,
+                           jax.ShapeDtypeStruct((len(REGION_NAMES), frames, settings.region_size,
+                                                 settings.region_size, 3), np.float32)).shape
     writer = FeatureWriter(store, REGION_NAMES, num_positions=shape[1], channels=shape[2], dtype="float32",
                            class_names=generate.ACTIVITY_NAMES,
                            settings={"backbone": "Kinetics-400 I3D (not fine-tuned)", "extraction": "one_shot",
@@ -254,12 +257,11 @@ def extract_features(manifest: dict, squares: dict, settings: DemoSettings, stor
     with tqdm(total=len(videos), desc="I3D features", unit="video", disable=not progress) as bar:
         for video in videos:
             if video["video_id"] not in writer:
-                clips = load_video_regions(video["path"], regions=REGION_NAMES,
-                                           actor_square=squares[video["video_id"]],
-                                           num_timesteps=settings.num_timesteps,
-                                           timestep_length=settings.timestep_length,
-                                           size=settings.region_size, output="float32")
-                features = np.asarray(features_of(variables, clips))
+                frames, boxes = load_video_frames(video["path"], regions=REGION_NAMES,
+                                                  actor_square=squares[video["video_id"]],
+                                                  num_timesteps=settings.num_timesteps,
+                                                  timestep_length=settings.timestep_length)
+                features = np.asarray(features_of(variables, frames, boxes))
                 writer.write(video["video_id"], video["label"], video["split"], features)
             bar.update(1)
     metadata = weight_io.read_metadata(checkpoint)

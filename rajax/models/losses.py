@@ -44,10 +44,11 @@ def region_score_l1(attention: Mapping[str, jax.Array]) -> jax.Array:
     return jnp.sum(jnp.abs(attention["region_score"]), axis=-1)
 
 
+# name -> (term, the entry of the head's attention dict it reads)
 AUX_LOSSES = {
-    "region_weight_entropy": region_weight_entropy,
-    "time_weight_entropy": time_weight_entropy,
-    "region_score_l1": region_score_l1,
+    "region_weight_entropy": (region_weight_entropy, "region_weight"),
+    "time_weight_entropy": (time_weight_entropy, "time_weight"),
+    "region_score_l1": (region_score_l1, "region_score"),
 }
 
 
@@ -73,9 +74,15 @@ def aux_loss_problems(entries: Sequence[str]) -> list[str]:
     return []
 
 
+def missing_attention(aux_losses: Sequence[str], attention_keys) -> list[str]:
+    """``"name needs attention['key']"`` for every term whose input the head does not return."""
+    return [f"{name} needs the head's {AUX_LOSSES[name][1]}" for name, _ in parse_aux_losses(aux_losses)
+            if AUX_LOSSES[name][1] not in attention_keys]
+
+
 def build_loss(aux_losses: Sequence[str] = ()) -> Loss:
     """Cross-entropy plus the weighted auxiliary terms of ``aux_losses`` (``"name=weight"``)."""
-    terms = [(AUX_LOSSES[name], weight) for name, weight in parse_aux_losses(aux_losses) if weight]
+    terms = [(AUX_LOSSES[name][0], weight) for name, weight in parse_aux_losses(aux_losses) if weight]
 
     def loss(logits, attention, labels):
         total = cross_entropy(logits, labels)

@@ -213,6 +213,24 @@ def extract_features(model: InceptionI3d, variables: dict, clips: jax.Array, mod
     raise RajaxError(f"unknown extraction mode {mode!r} (config backbone.extraction: one_shot or one_at_a_time)")
 
 
+def region_features(model: InceptionI3d, variables: dict, frames: jax.Array, box: jax.Array, crop_size: int,
+                    mode: str, timestep_length: int) -> jax.Array:
+    """Features ``[T', C]`` of one region of one video, cut on the device from its frames
+    ``uint8 [N, F, F, 3]`` (``box``: ``(x0, y0, side)``)."""
+    from rajax.data import crops
+
+    clip = crops.region_clip(frames, box, crop_size, model.dtype)[None]
+    return extract_features(model, variables, clip, mode, timestep_length)[0]
+
+
+def video_features(model: InceptionI3d, variables: dict, frames: jax.Array, boxes: jax.Array, crop_size: int,
+                   mode: str, timestep_length: int) -> jax.Array:
+    """Features ``[R, T', C]`` of every region of one video, all cut from one frame tensor, one
+    region after the other (the peak memory of one region clip, whatever R)."""
+    return jax.lax.map(lambda box: region_features(model, variables, frames, box, crop_size, mode,
+                                                   timestep_length), boxes)
+
+
 def feature_dims(config) -> int:
     return feature_channels(config.backbone.width_multiplier)
 

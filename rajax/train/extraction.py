@@ -42,7 +42,8 @@ def feature_shape(model, variables, config) -> tuple[int, int]:
 
 # The settings a stored feature depends on besides its regions, shape, dtype and classes (which
 # the store checks itself). A head trained on the store must be trained with the same ones.
-DATA_SETTINGS = ("num_timesteps", "frames_per_timestep", "sampling", "shuffle_timesteps", "crop_size")
+DATA_SETTINGS = ("num_timesteps", "frames_per_timestep", "sampling", "shuffle_timesteps", "crop_size",
+                 "frame_side")
 BACKBONE_SETTINGS = ("extraction", "temporal_pool", "dtype", "width_multiplier")
 
 
@@ -116,6 +117,36 @@ def _pending_videos(videos, count: int, done: set[str]):
     return remaining, count - len(done)
 
 
+def region_features_fn(model, config):
+    """The pmapped extraction step: ``(variables, frames [B, N, F, F, 3], video index [D, K],
+    boxes [D, K, 3]) -> features [D, K, T', C]``.
+
+    Every device receives the batch's frames (decoded once per video on the host) and computes the
+    K (video, region) pairs it is given, one region clip after the other: the regions are cut on
+    the device, and the work spreads evenly over the devices whatever B and R.
+    """
+    size, mode = config.data.crop_size, config.backbone.extraction
+    timestep_length = config.data.frames_per_timestep
+
+    def per_device(variables, frames, video_index, boxes):
+        return jax.lax.map(lambda pair: backbone_lib.region_features(
+            model, variables, frames[pair[0]], pair[1], size, mode, timestep_length), (video_index, boxes))
+
+    return jax.pmap(per_device, axis_name=steps.AXIS, in_axes=(0, None, 0, 0))
+
+
+def region_pairs(boxes: np.ndarray, devices: int) -> tuple[np.ndarray, np.ndarray]:
+    """``boxes [B, R, 3]`` as ``(video index [D, K], boxes [D, K, 3])``: the B x R (video, region)
+    pairs in order, padded with copies of the first to fill the D devices equally."""
+    count = boxes.shape[0] * boxes.shape[1]
+    index = np.repeat(np.arange(boxes.shape[0], dtype=np.int32), boxes.shape[1])
+    flat = boxes.reshape(count, 3)
+    padding = -count % devices
+    index = np.concatenate([index, np.zeros(padding, np.int32)])
+    flat = np.concatenate([flat, np.repeat(flat[:1], padding, axis=0)])
+    return index.reshape(devices, -1), flat.reshape(devices, -1, 3)
+
+
 def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = True) -> dict:
     """Extracts the features of ``splits`` (default: train, validation, test); returns counts.
 
@@ -136,13 +167,10 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
                            class_names=list(config.classes), settings=settings) if is_main else None
     if is_main:  # the store accepted this config: record it beside the features
         write_config_json(config, store / "config.json")
-    dtype = model.dtype
-    mode, timestep_length = config.backbone.extraction, config.data.frames_per_timestep
-    features_fn = jax.pmap(lambda v, clips: backbone_lib.extract_features(
-        model, v, stages.to_network_input(clips, dtype), mode, timestep_length), axis_name=steps.AXIS)
+    features_fn = region_features_fn(model, config)
     replicated = steps.replicate(variables)
     devices = jax.local_device_count()
-    videos_per_batch = config.extract_batch_size  # per host; its R regions each are spread over devices
+    videos_per_batch = config.extract_batch_size  # per host; their B x R regions are spread over devices
     splits = splits or [s for s in (config.data.train_split, config.data.validation_split,
                                     config.data.test_split) if s]
     summary = {"written": 0, "skipped_videos": 0, "already_done": 0, "store": str(store), "empty_splits": []}
@@ -160,12 +188,9 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
         total = pipeline.evaluation_steps(count, videos_per_batch, jax.process_count())
         for batch in tqdm(dataset.as_numpy_iterator(), total=total, desc=f"extract {split}", unit="batch",
                           disable=not (progress and is_main)):
-            frames = batch["frames"]  # [B, R, N, S, S, 3] uint8
-            flat = frames.reshape((-1,) + frames.shape[2:])
-            padded = -len(flat) % devices
-            if padded:
-                flat = np.concatenate([flat, np.zeros((padded,) + flat.shape[1:], flat.dtype)])
-            out = features_fn(replicated, flat.reshape((devices, -1) + flat.shape[1:]))
+            frames = batch["frames"]  # [B, N, F, F, 3] uint8, each video decoded once
+            video_index, boxes = region_pairs(batch["boxes"], devices)
+            out = features_fn(replicated, frames, video_index, boxes)
             out = np.asarray(jax.device_get(out)).reshape((-1, positions, channels))[: len(frames) * len(regions)]
             gathered = _gather({"features": out.reshape(len(frames), len(regions), positions, channels),
                                 "label": batch["label"], "mask": batch["mask"],

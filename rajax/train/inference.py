@@ -38,6 +38,17 @@ def check_trained(workdir: str | os.PathLike, stage: str):
     return stages.trained_config(workdir, stage)
 
 
+def load_backbone_for_prediction(workdir: str | os.PathLike, config, stage: str):
+    """``(model, variables)`` of the backbone ``stage`` runs on, checked (for a stage-3 head) to be
+    the one whose features trained the head. Before detection, so a mismatch costs no YOLO run."""
+    workdir = Path(workdir)
+    if stage == "train_head":
+        model, variables = backbone_lib.load_backbone(config, workdir)
+        _check_same_backbone(workdir, variables)
+        return model, variables
+    return backbone_lib.load_backbone(config, workdir, dtype=config.end_to_end.dtype)
+
+
 def _check_same_backbone(workdir: Path, variables: dict) -> None:
     """The backbone about to compute features must be the one whose features trained the head."""
     record = workdir / "train_head" / stages.FEATURES_RECORD
@@ -52,41 +63,44 @@ def _check_same_backbone(workdir: Path, variables: dict) -> None:
 
 
 def predict_video(workdir: str | os.PathLike, video: str | os.PathLike, *, stage: str = "train_head",
-                  actor_square=None, config=None) -> dict:
+                  actor_square=None, config=None, backbone=None) -> dict:
     """The prediction for one video as a JSON-able dict (see ``rajax predict --json``).
 
-    ``config`` defaults to the one ``stage`` was trained with.
+    ``config`` defaults to the one ``stage`` was trained with, ``backbone`` (``(model,
+    variables)``) to ``load_backbone_for_prediction``.
     """
-    from rajax.data.pipeline import load_video_regions
+    from rajax.data import crops
+    from rajax.data.pipeline import load_video_frames
 
     workdir = Path(workdir)
     config = config or check_trained(workdir, stage)
     best_dir = workdir / stage / checkpoints.BEST_DIR
     regions = stages.region_names(config)
     data = config.data
-    clips = load_video_regions(str(video), regions=regions, actor_square=actor_square,
-                               num_timesteps=data.num_timesteps, timestep_length=data.frames_per_timestep,
-                               sampling_mode=data.sampling, size=data.crop_size, output="uint8")
+    frames, boxes = load_video_frames(str(video), regions=regions, actor_square=actor_square,
+                                      num_timesteps=data.num_timesteps, timestep_length=data.frames_per_timestep,
+                                      sampling_mode=data.sampling, frame_side=data.frame_side)
     head = stages.build_head(config)
     trained = checkpoints.restore_tree(best_dir)
+    model, variables = backbone or load_backbone_for_prediction(workdir, config, stage)
     if stage == "train_head":
-        model, variables = backbone_lib.load_backbone(config, workdir)
-        _check_same_backbone(workdir, variables)
 
         @jax.jit
-        def classify(variables, head_params, clips):
-            features = backbone_lib.extract_features(
-                model, variables, stages.to_network_input(clips, model.dtype),
-                config.backbone.extraction, data.frames_per_timestep)
+        def classify(variables, head_params, frames, boxes):
+            features = backbone_lib.video_features(model, variables, frames, boxes, data.crop_size,
+                                                   config.backbone.extraction, data.frames_per_timestep)
             return head.apply({"params": head_params}, features[None])
 
-        logits, attention = classify(variables, trained["params"], clips)
+        logits, attention = classify(variables, trained["params"], frames, boxes)
     else:
-        model, _ = backbone_lib.load_backbone(config, workdir, dtype=config.end_to_end.dtype)
         region_model = backbone_lib.RegionModel(backbone=model, head=head)
         variables = {"params": trained["params"], "batch_stats": trained.get("batch_stats") or {}}
-        logits, attention = jax.jit(lambda v, x: region_model.apply(v, stages.to_network_input(x, model.dtype)))(
-            variables, clips[None])
+
+        @jax.jit
+        def classify_end_to_end(variables, frames, boxes):
+            return region_model.apply(variables, crops.region_clips(frames, boxes, data.crop_size, model.dtype)[None])
+
+        logits, attention = classify_end_to_end(variables, frames, boxes)
     probabilities = np.asarray(jax.nn.softmax(logits[0].astype(jnp.float32)))
     weights = np.asarray(attention["region_weight"][0])
     scores = np.asarray(attention["region_score"][0]) if "region_score" in attention else None

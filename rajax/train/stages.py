@@ -71,10 +71,21 @@ def per_host_batch(global_batch: int, what: str) -> int:
 
 
 def to_network_input(frames: jax.Array, dtype) -> jax.Array:
-    """uint8 pixels (what the pipelines send, 4x less than float32) -> [-1, 1] in ``dtype``."""
+    """Clips already cut, as uint8 pixels or floats in [-1, 1] -> [-1, 1] in ``dtype``."""
     if frames.dtype == jnp.uint8:
         frames = frames.astype(jnp.float32) / 127.5 - 1.0
     return frames.astype(dtype)
+
+
+def batch_clips(batch, crop_size: int, dtype) -> jax.Array:
+    """The I3D input of a batch, ``[b, N, S, S, 3]`` in [-1, 1]: each video's one region cut on the
+    device from its frames and box (what the pipelines send), or ``frames`` already cut (tests,
+    benchmarks) when the batch has no boxes."""
+    from rajax.data import crops
+
+    if "boxes" not in batch:
+        return to_network_input(batch["frames"], dtype)
+    return crops.batch_region_clip(batch["frames"], batch["boxes"][:, 0], crop_size, dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,22 +124,26 @@ def _numpy_batches(dataset, keys: tuple[str, ...], skip: int = 0):
         yield {key: batch[key] for key in keys}
 
 
+# What the video pipelines hand the steps: decoded frames and region boxes (rajax.data.pipeline).
+VIDEO_KEYS = ("frames", "boxes", "label", "mask")
+
+
 def video_options(config) -> dict:
     data = config.data
     return dict(num_timesteps=data.num_timesteps, timestep_length=data.frames_per_timestep,
                 sampling_mode=data.sampling, shuffled_timesteps=data.shuffle_timesteps,
-                seed=config.seed, size=data.crop_size, dtype="uint8", shard="auto")
+                seed=config.seed, frame_side=data.frame_side, shard="auto")
 
 
 # --------------------------------------------------------------------------------------------
 # Stage 1: fine-tuning
 
 
-def i3d_forward(model):
-    """Forward of a bare I3D classifier on ``batch['frames']`` [b, N, S, S, 3]."""
+def i3d_forward(model, crop_size: int = 224):
+    """Forward of a bare I3D classifier on each video's region (``batch_clips``)."""
 
     def forward(params, batch_stats, batch, *, train, rng):
-        clips = to_network_input(batch["frames"], model.dtype)
+        clips = batch_clips(batch, crop_size, model.dtype)
         variables = {"params": params, "batch_stats": batch_stats}
         if train:
             logits, updated = model.apply(variables, clips, train=True, mutable=["batch_stats"],
@@ -149,20 +164,19 @@ def finetune(config) -> tuple[Task, Data]:
     options = video_options(config)
     eval_region = config.finetune.eval_region
 
-    forward = i3d_forward(model)
+    forward = i3d_forward(model, config.data.crop_size)
 
     def train_batches(epoch, skip):
         dataset = pipeline.training_dataset(
             train_videos, epoch=epoch, batch_size=batch, regions=tuple(config.finetune.regions),
             num_videos=num_train, deterministic=True, **options)
-        return _numpy_batches(dataset, ("frames", "label", "mask"), skip)
+        return _numpy_batches(dataset, VIDEO_KEYS, skip)
 
     def eval_batches(split):
         videos, count = split_videos(config, split)
         dataset = pipeline.evaluation_dataset(videos, batch_size=eval_batch, regions=(eval_region,),
                                               num_videos=count, **options)
-        for batch in _numpy_batches(dataset, ("frames", "label", "mask")):
-            yield dict(batch, frames=batch["frames"][:, 0])  # the one region
+        return _numpy_batches(dataset, VIDEO_KEYS)
 
     data = Data(steps_per_epoch=pipeline.training_steps(num_train, batch, jax.process_count()),
                 train_batches=train_batches, eval_batches=eval_batches, region_names=(eval_region,))
@@ -190,11 +204,20 @@ def build_head(config):
     return build(config.head.name, len(config.classes), config.head.dropout_rate, **config.head.options)
 
 
-def head_loss(config):
-    """Cross-entropy plus the auxiliary terms of ``config.head.aux_losses``."""
-    from rajax.models.losses import build_loss
+def head_loss(config, head, features_shape: tuple[int, ...]):
+    """Cross-entropy plus the auxiliary terms of ``config.head.aux_losses``, each checked against
+    what ``head`` returns on features of ``features_shape`` ``[1, R, T', C]`` (no computation)."""
+    from rajax.models.losses import build_loss, missing_attention
 
-    return build_loss(tuple(config.head.aux_losses))
+    aux_losses = tuple(config.head.aux_losses)
+    if aux_losses:
+        features = jax.ShapeDtypeStruct(features_shape, jnp.float32)
+        _, attention = jax.eval_shape(lambda x: head.init_with_output(jax.random.key(0), x)[0], features)
+        missing = missing_attention(aux_losses, attention)
+        if missing:
+            raise RajaxError(f"config.head.aux_losses: {'; '.join(missing)}, which head "
+                             f"{config.head.name!r} does not return (it returns {', '.join(sorted(attention))})")
+    return build_loss(aux_losses)
 
 
 def init_head(head, config, num_regions: int, num_positions: int, channels: int) -> dict:
@@ -241,18 +264,22 @@ def train_head(config, workdir) -> tuple[Task, Data]:
         return _numpy_batches(dataset, ("features", "label", "mask"))
 
     data = Data(steps_per_epoch, train_batches, eval_batches, regions)
-    return Task(head_forward(head), params, {}, head_loss(config)), data
+    loss = head_loss(config, head, (1, len(regions), meta["num_positions"], meta["channels"]))
+    return Task(head_forward(head), params, {}, loss), data
 
 
 # --------------------------------------------------------------------------------------------
 # Stage 4: end-to-end
 
 
-def region_model_forward(model):
-    """Forward of a RegionModel on ``batch['frames']`` [b, R, N, S, S, 3]."""
+def region_model_forward(model, crop_size: int = 224):
+    """Forward of a RegionModel on every region of each video, cut on the device from
+    ``batch['frames']`` [b, N, F, F, 3] and ``batch['boxes']`` [b, R, 3]."""
+    from rajax.data import crops
 
     def forward(params, batch_stats, batch, *, train, rng):
-        clips = to_network_input(batch["frames"], model.backbone.dtype)
+        clips = jax.vmap(lambda f, b: crops.region_clips(f, b, crop_size, model.backbone.dtype))(
+            batch["frames"], batch["boxes"])
         variables = {"params": params, "batch_stats": batch_stats}
         if train:
             (logits, attention), updated = model.apply(variables, clips, train=True, mutable=["batch_stats"],
@@ -290,7 +317,7 @@ def end_to_end(config, workdir) -> tuple[Task, Data]:
     backbone_stats = variables["batch_stats"]
     params = {"backbone": backbone_params, "head": head_params}
 
-    forward = region_model_forward(model)
+    forward = region_model_forward(model, config.data.crop_size)
     batch = per_host_batch(stage.batch_size, "end_to_end.batch_size")
     eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
     train_videos, num_train = split_videos(config, config.data.train_split)
@@ -308,16 +335,17 @@ def end_to_end(config, workdir) -> tuple[Task, Data]:
                                           reshuffle_each_iteration=False).take(used)
         dataset = pipeline.evaluation_dataset(videos, batch_size=batch, regions=regions, num_videos=used,
                                               **options)
-        return _numpy_batches(dataset, ("frames", "label", "mask"), skip)
+        return _numpy_batches(dataset, VIDEO_KEYS, skip)
 
     def eval_batches(split):
         videos, count = split_videos(config, split)
         dataset = pipeline.evaluation_dataset(videos, batch_size=eval_batch, regions=regions,
                                               num_videos=count, **options)
-        return _numpy_batches(dataset, ("frames", "label", "mask"))
+        return _numpy_batches(dataset, VIDEO_KEYS)
 
     data = Data(steps_per_epoch, train_batches, eval_batches, regions)
-    return Task(forward, params, {"backbone": backbone_stats}, head_loss(config)), data
+    loss = head_loss(config, head, (1, len(regions), positions, backbone_lib.feature_dims(config)))
+    return Task(forward, params, {"backbone": backbone_stats}, loss), data
 
 
 def _best_head_params(config, workdir, template: dict) -> dict:
@@ -357,6 +385,7 @@ def train(config, workdir: str | os.PathLike, stage: str | None = None, progress
     stage = stage or config.stage
     settings = stage_config(config, stage)
     run_dir = Path(workdir) / stage
+    check_resumable(config, run_dir, stage)
     task, data = build(config, workdir, stage)  # validates data, store and checkpoints first
     if jax.process_index() == 0:
         write_config_json(config, run_dir / CONFIG_FILE)
@@ -399,6 +428,29 @@ def i3d_alone(config, workdir) -> tuple[Task, Data]:
 
     params = jax.device_get({"Logits": variables["params"]["Logits"]})
     return Task(forward, params, {}), Data(0, None, eval_batches, (region,))
+
+
+def check_resumable(config, run_dir: Path, stage: str) -> None:
+    """A stage that has checkpoints resumes only under the config it was trained with.
+
+    Where the data lives, how long to train, how often to log and save may change; anything else
+    (the model, its inputs, the optimizer, the seed) would silently continue another experiment
+    and overwrite the record of the one that made the checkpoints.
+    """
+    from rajax.train import checkpoints
+    from rajax.train.config import config_differences, read_config_json
+
+    saved_file = run_dir / CONFIG_FILE
+    if not saved_file.is_file() or not checkpoints.saved_steps(run_dir / checkpoints.LATEST_DIR):
+        return
+    others = tuple(f"{name}." for name in STAGES if name != stage)  # other stages' settings
+    allowed = (*EVALUATION_OVERRIDES, f"{stage}.num_epochs", f"{stage}.eval_every_epochs", "checkpoint.")
+    differences = [f"{key}: {saved!r} (trained) vs {given!r}"
+                   for key, (saved, given) in config_differences(config, read_config_json(saved_file)).items()
+                   if not key.startswith(allowed + others)]
+    if differences:
+        raise RajaxError(f"{run_dir}: its checkpoints were trained with another config ("
+                         + "; ".join(differences) + "); resume with that config or use another --workdir")
 
 
 # What evaluating a trained stage may change in its config: where the videos or features come from
