@@ -133,12 +133,16 @@ def get_config():
     config.end_to_end.init_head = True      # start the head from stage 3's best checkpoint
 
     config.checkpoint = ml_collections.ConfigDict(dict(
-        every_steps=1000,           # also saved at the end of every epoch
+        every_steps=1000,
+        every_epochs=1,             # also at the end of every n-th epoch (0: no epoch-end saves;
+                                    # the last step is always saved)
         keep=2,
     ))
     config.log_every_steps = 10
     config.eval_batch_size = 16     # global; padded with a mask so every video counts once
     config.extract_batch_size = 1   # videos per host per extraction step (x R region clips)
+    config.extract_regions_per_call = 1  # region clips through I3D at once on a device (memory:
+                                         # one 512-frame clip at 224 needs a few GB of activations)
     config.distributed = ml_collections.ConfigDict(dict(
         auto=False,                 # let JAX find the coordinator (SLURM, TPU pods ...)
         coordinator_address="",     # host:port of process 0; '' = single process

@@ -2,7 +2,7 @@
 
 The end-to-end test runs the real command in a child process (real videos, the real YOLO11n-pose
 checkpoint, the real Kinetics-400 I3D, real head training) and checks that its outputs agree with
-each other and with independent recomputations; it takes about 3 minutes on 2 busy CPU cores.
+each other and with independent recomputations; it takes about 4 minutes on 2 busy CPU cores.
 """
 
 import json
@@ -21,7 +21,6 @@ from rajax.errors import RajaxError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-HEAD_KEYS = ("region_attention", "region_mean", "region_attention_no_actor", "full_frame", "actor_crop")
 
 
 def run_rajax(*args, timeout=900):
@@ -123,17 +122,23 @@ def test_generation_is_deterministic_for_a_seed_and_reuses_its_folder(tmp_path):
 
 
 def test_without_a_loadable_detector_the_generator_boxes_are_used_and_said_so(tmp_path, capsys):
+    from rajax.data.records import attach_actor_squares, records_from_csv
     from rajax.demo.run import find_actors
 
     spec = generate.DatasetSpec(train_per_class=1, test_per_class=0, seconds=1.0)
     manifest = generate.generate_dataset(spec, tmp_path / "videos", progress=False)
     not_a_checkpoint = tmp_path / "broken.pt"
     not_a_checkpoint.write_text("not a YOLO checkpoint\n")
-    squares, detector = find_actors(manifest, tmp_path, str(not_a_checkpoint), every=5, progress=False)
-    assert squares == {v["video_id"]: v["actor_square"] for v in manifest["videos"]}
+    detector = find_actors(manifest, tmp_path / "actors.jsonl", str(not_a_checkpoint), every=5, progress=False)
     assert detector["used"] is False and detector["fallback"] is True
     assert str(not_a_checkpoint) in detector["reason"]
     assert "NO PERSON DETECTOR" in capsys.readouterr().err
+    # The file the stages read holds the generator's squares, matched to the videos by path.
+    records, _ = records_from_csv(tmp_path / "videos" / generate.CSV_FILE, list(generate.ACTIVITY_NAMES))
+    records, matched = attach_actor_squares(records, tmp_path / "actors.jsonl")
+    assert matched == len(records) == len(manifest["videos"])
+    squares = {Path(v["path"]).resolve(): tuple(v["actor_square"]) for v in manifest["videos"]}
+    assert all(r.actor_square == squares[Path(r.path).resolve()] for r in records)
 
 
 def test_missing_detector_weights_is_a_one_line_error(tmp_path):
@@ -159,50 +164,36 @@ def quick_demo(tmp_path_factory, yolo_weights):
 
 
 @pytest.mark.slow
-def test_quick_demo_reports_every_head_consistently(quick_demo):
+def test_quick_demo_reports_every_row_for_both_backbones_consistently(quick_demo):
+    from rajax.demo.run import RESULT_HEADS
+
     workdir, done, summary = quick_demo
     manifest = json.loads((workdir / "videos" / generate.MANIFEST_FILE).read_text())
-    labels = {v["video_id"]: v["label"] for v in manifest["videos"]}
-    test_ids = summary["test_video_ids"]
-    assert sorted(test_ids) == sorted(v["video_id"] for v in manifest["videos"] if v["split"] == "test")
-    truth = np.array([labels[i] for i in test_ids])
-    assert summary["dataset"]["videos"] == 12 and len(test_ids) == 4 and summary["quick"] is True
-    assert summary["chance_accuracy"] == pytest.approx(0.25)
-
-    for key in HEAD_KEYS:
-        report = summary["heads"][key]
-        accuracy = summary["accuracy"][key]
-        assert 0.0 <= accuracy <= 1.0 and 0.0 <= summary["mean_class_accuracy"][key] <= 1.0
-        # Recomputed from the per-video predictions and the generator's labels.
-        predictions = np.array(report["predictions"])
-        assert accuracy == pytest.approx(np.mean(predictions == truth))
-        matrix = np.array(report["confusion_matrix"])
-        assert matrix.sum() == len(test_ids) and np.trace(matrix) == np.sum(predictions == truth)
-        assert 0.0 <= report["train_accuracy"] <= 1.0 and math.isfinite(report["final_train_loss"])
-        # The table printed on stdout says the same.
-        assert f"{report['title']}" in done.stdout and f"{100 * accuracy:.1f}%" in done.stdout
-
-    # Region Attention: a weight for every region of every test video, summing to 1 per video,
-    # and their mean is what the summary reports.
-    ra = summary["heads"]["region_attention"]
-    weights = np.array(ra["region_weight_per_video"])
-    assert weights.shape == (len(test_ids), len(REGION_NAMES))
-    # The weights are the sigmoid scores divided by their sum plus 1e-6 (rajax.models.heads), so a
-    # video sums to just under 1 when training has pushed every score close to 0.
-    assert np.all(weights >= 0) and np.all(weights.sum(axis=1) <= 1 + 1e-4) and np.all(weights.sum(axis=1) > 0.9)
-    assert list(summary["mean_region_attention"]) == list(REGION_NAMES)
-    assert np.allclose([summary["mean_region_attention"][n] for n in REGION_NAMES], weights.mean(axis=0), atol=1e-4)
-    assert all(0.0 <= s <= 1.0 for s in summary["mean_region_score"].values())  # sigmoid scores
-    # Region Mean weighs every region equally; the single-region heads use their one region.
-    mean_weights = summary["heads"]["region_mean"]["mean_region_attention"]
-    assert np.allclose(list(mean_weights.values()), 1 / len(REGION_NAMES))
-    assert summary["heads"]["actor_crop"]["regions"] == ["actor"]
-    assert summary["heads"]["full_frame"]["regions"] == ["full"]
-    assert "actor" not in summary["heads"]["region_attention_no_actor"]["regions"]
+    test_labels = sorted(v["label"] for v in manifest["videos"] if v["split"] == "test")
+    counts = {key: summary["dataset"][key] for key in ("videos", "train_videos", "validation_videos", "test_videos")}
+    assert counts == {"videos": 16, "train_videos": 8, "validation_videos": 4, "test_videos": 4}
+    assert set(summary["results"]) == {f"{b}/{h}" for b in ("kinetics", "finetuned") for h in RESULT_HEADS}
+    for key, result in summary["results"].items():
+        assert set(result) == {"test_accuracy", "cv_accuracy_mean", "cv_accuracy_se"}
+        assert 0.0 <= result["test_accuracy"] <= 1.0
+        assert result["cv_accuracy_mean"] is None and result["cv_accuracy_se"] is None  # no CV in --quick
+    for key, report in summary["reports"].items():
+        # Each accuracy recomputed from the per-video predictions, on exactly the test videos.
+        assert sorted(report["labels"]) == test_labels, key
+        predictions, labels = np.array(report["predictions"]), np.array(report["labels"])
+        assert report["accuracy"] == pytest.approx(np.mean(predictions == labels)), key
+        assert np.trace(report["confusion_matrix"]) == np.sum(predictions == labels)
+    assert summary["results"]["kinetics/i3d"]["test_accuracy"] == summary["results"]["kinetics/full_frame"]["test_accuracy"]
+    assert summary["results"]["finetuned/i3d"]["test_accuracy"] == summary["reports"]["finetuned/i3d"]["accuracy"]
+    # The table on stdout says the same.
+    for head in RESULT_HEADS:
+        line = next(line for line in done.stdout.splitlines() if line.startswith(summary["titles"][head]))
+        for backbone in ("kinetics", "finetuned"):
+            assert f"{100 * summary['results'][f'{backbone}/{head}']['test_accuracy']:.1f}%" in line
 
 
 @pytest.mark.slow
-def test_quick_demo_used_the_detector_and_the_kinetics_i3d(quick_demo, yolo_weights):
+def test_quick_demo_ran_the_real_stages_with_the_detector(quick_demo, yolo_weights):
     from rajax.data.features import read_index, read_meta
     from rajax.detection import load_actor_records
 
@@ -210,28 +201,22 @@ def test_quick_demo_used_the_detector_and_the_kinetics_i3d(quick_demo, yolo_weig
     detector = summary["detector"]
     assert detector["used"] is True and detector["fallback"] is False
     assert Path(detector["weights"]).resolve() == Path(yolo_weights).resolve()
-    assert detector["videos_without_person"] == [] and detector["videos_failed"] == []
-    # The person YOLO found is the one the generator pasted.
-    assert detector["mean_iou_with_generator_boxes"] > 0.75 and detector["min_iou_with_generator_boxes"] > 0.6
-    records = load_actor_records(next(workdir.glob("actors_*.jsonl")))
-    assert len(records) == 12 and not any(r["fallback"] for r in records.values())
-    assert "NO PERSON DETECTOR" not in done.stderr and "NO DETECTOR" not in done.stdout
-
-    backbone = summary["backbone"]
-    assert backbone["pretrained_on"] == "Kinetics-400" and backbone["fine_tuned"] is False
-    store = Path(backbone["feature_store"])
-    meta = read_meta(store)
-    assert meta["region_names"] == list(REGION_NAMES) and meta["channels"] == 1024
-    index = read_index(store)
-    assert len(index) == 12 and {e["split"] for e in index} == {"train", "test"}
-    features = np.load(store / index[0]["file"])
-    assert list(features.shape) == backbone["feature_shape_per_video"] == [11, 1, 1024]
-    assert np.all(np.isfinite(features)) and np.all(features >= 0)  # averaged ReLU outputs
-    assert not np.allclose(features[0], features[-1])  # the full frame and the actor crop differ
-
-    for stage in ("generate", "detect", "extract", "train_and_test_heads", "pictures", "total"):
-        assert summary["timings"][stage]["wall_s"] >= 0 and summary["timings"][stage]["cpu_s"] >= 0
-    assert summary["timings"]["total"]["wall_s"] >= summary["timings"]["extract"]["wall_s"]
+    assert detector["mean_iou_with_generator_boxes"] > 0.7  # the person YOLO found is the pasted one
+    assert len(load_actor_records(workdir / "actors.jsonl")) == 16
+    # Stage 1 ran and exported a fine-tuned backbone; stage 2 ran with each backbone; stage 3 runs
+    # keep their own config and the settings of the features they learnt from.
+    assert (workdir / "finetuned" / "finetune" / "backbone").is_dir()
+    stores = {b: read_meta(workdir / b / "features") for b in ("kinetics", "finetuned")}
+    for meta in stores.values():
+        assert meta["region_names"] == list(REGION_NAMES) and meta["channels"] == 1024
+    assert stores["kinetics"]["settings"]["backbone"] != stores["finetuned"]["settings"]["backbone"]
+    assert len(read_index(workdir / "kinetics" / "features")) == 16
+    trained_on = json.loads((workdir / "finetuned" / "region_attention" / "train_head" / "features.json").read_text())
+    assert trained_on == stores["finetuned"]["settings"]
+    head_config = json.loads((workdir / "kinetics" / "actor_only" / "train_head" / "config.json").read_text())
+    assert head_config["data"]["regions"] == ["actor"] and head_config["head"]["name"] == "single_region"
+    for stage in ("generate", "detect", "extract_kinetics", "finetune", "extract_finetuned", "heads", "pictures"):
+        assert 0 <= summary["timings"][stage]["wall_s"] <= summary["timings"]["total"]["wall_s"]
 
 
 @pytest.mark.slow
@@ -239,8 +224,8 @@ def test_quick_demo_pictures_are_written_and_not_blank(quick_demo):
     from PIL import Image
 
     workdir, _, summary = quick_demo
-    expected = {"regions", "attention"} | {f"confusion_{key}" for key in HEAD_KEYS}
-    assert set(summary["pictures"]) == expected
+    assert {"regions", "finetune_curve"} <= set(summary["pictures"])
+    assert sum(name.startswith("attention_") for name in summary["pictures"]) == 2
     for name, path in summary["pictures"].items():
         path = Path(path)
         assert path.parent == workdir / "pictures"

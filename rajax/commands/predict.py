@@ -71,6 +71,8 @@ def run(args) -> int:
     result = inference.predict_video(args.workdir, args.video, stage=args.stage,
                                      actor_square=actor_square, config=config, backbone=backbone)
     if args.visualize:
-        result["visualization"] = str(inference.draw_attention(result, args.visualize))
+        from rajax.pictures import draw_attention
+
+        result["visualization"] = str(draw_attention(result, args.visualize))
     print(json.dumps(result, indent=2) if args.json else inference.format_prediction(result))
     return 0

@@ -208,6 +208,7 @@ class DatasetSpec:
 
     train_per_class: int = 8
     test_per_class: int = 4
+    validation_per_class: int = 0
     seconds: float = 10.0
     fps: int = 15
     width: int = 320
@@ -228,7 +229,8 @@ class DatasetSpec:
         """``(video_id, label, split)`` of every video, in a fixed order (class by class)."""
         out = []
         for label, activity in enumerate(ACTIVITY_NAMES):
-            for split, count in (("train", self.train_per_class), ("test", self.test_per_class)):
+            for split, count in (("train", self.train_per_class), ("validation", self.validation_per_class),
+                                 ("test", self.test_per_class)):
                 out.extend((f"{split}/{activity}/{activity}_{i:02d}", label, split) for i in range(count))
         return out
 

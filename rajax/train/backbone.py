@@ -224,11 +224,11 @@ def region_features(model: InceptionI3d, variables: dict, frames: jax.Array, box
 
 
 def video_features(model: InceptionI3d, variables: dict, frames: jax.Array, boxes: jax.Array, crop_size: int,
-                   mode: str, timestep_length: int) -> jax.Array:
-    """Features ``[R, T', C]`` of every region of one video, all cut from one frame tensor, one
-    region after the other (the peak memory of one region clip, whatever R)."""
+                   mode: str, timestep_length: int, regions_per_call: int = 1) -> jax.Array:
+    """Features ``[R, T', C]`` of every region of one video, all cut from one frame tensor,
+    ``regions_per_call`` regions through I3D at a time (1: the peak memory of one region clip)."""
     return jax.lax.map(lambda box: region_features(model, variables, frames, box, crop_size, mode,
-                                                   timestep_length), boxes)
+                                                   timestep_length), boxes, batch_size=regions_per_call)
 
 
 def feature_dims(config) -> int:

@@ -300,9 +300,10 @@ def config_problems(config) -> list[str]:
             except re.error as error:
                 check(False, f"{stage}.{rule}", f"not a regular expression ({error})")
     check(0 <= config.finetune.dropout_rate < 1, "finetune.dropout_rate", "must be in [0, 1)")
-    for key in ("eval_batch_size", "extract_batch_size", "log_every_steps", "checkpoint.every_steps",
-                "checkpoint.keep"):
+    for key in ("eval_batch_size", "extract_batch_size", "extract_regions_per_call", "log_every_steps",
+                "checkpoint.every_steps", "checkpoint.keep"):
         at_least(key, 1)
+    at_least("checkpoint.every_epochs", 0)
     problems.extend(_head_problems(config))
     return problems
 

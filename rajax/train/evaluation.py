@@ -53,6 +53,9 @@ def summarize(
         "mean_class_accuracy": float(np.mean(present)) if present else 0.0,
         "confusion_matrix": matrix.tolist(),
         "class_names": list(class_names),
+        # Per example, in the order the split was batched: what the numbers above are computed from.
+        "labels": labels.tolist(),
+        "predictions": predictions.tolist(),
     }
     weights = outputs.get("attention/region_weight")
     if weights is not None and len(labels):
@@ -95,16 +98,24 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     plt.close(figure)
 
 
-def write_report(report: dict, directory: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """Writes ``name.json`` and ``name_confusion.png`` into ``directory`` (atomically); their paths."""
+def write_report(report: dict, directory: str | os.PathLike, name: str,
+                 picture: bool = True) -> tuple[Path, Path | None]:
+    """Writes ``name.json`` and (with ``picture``) ``name_confusion.png`` into ``directory``
+    (atomically); their paths. Drawing costs far more than the JSON: the trainer draws a
+    validation report once, at the end, not at every improvement."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / f"{name}.json"
     atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-    png_path = directory / f"{name}_confusion.png"
+    return json_path, draw_report(report, directory, name) if picture else None
+
+
+def draw_report(report: dict, directory: str | os.PathLike, name: str) -> Path:
+    """``name_confusion.png`` of a report in ``directory``."""
+    png_path = Path(directory) / f"{name}_confusion.png"
     title = f"{name}: accuracy {100 * report['accuracy']:.2f}% ({report['num_examples']} videos)"
     plot_confusion_matrix(np.array(report["confusion_matrix"]), report["class_names"], png_path, title)
-    return json_path, png_path
+    return png_path
 
 
 def format_report(report: dict) -> str:

@@ -130,7 +130,8 @@ def region_features_fn(model, config):
 
     def per_device(variables, frames, video_index, boxes):
         return jax.lax.map(lambda pair: backbone_lib.region_features(
-            model, variables, frames[pair[0]], pair[1], size, mode, timestep_length), (video_index, boxes))
+            model, variables, frames[pair[0]], pair[1], size, mode, timestep_length), (video_index, boxes),
+            batch_size=config.extract_regions_per_call)
 
     return jax.pmap(per_device, axis_name=steps.AXIS, in_axes=(0, None, 0, 0))
 

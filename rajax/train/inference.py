@@ -3,8 +3,8 @@
 ``predict_video`` runs the chain of a work directory on one file: the regions of the config
 (with the actor square found beforehand by ``rajax.detection.detect_actors``), the backbone's
 features (stage 1's fine-tuned I3D, or the Kinetics one), and the best head of stage 3 (or the
-best end-to-end model). ``draw_attention`` draws the paper's Figure 5: a frame with each region
-outlined and shaded by its attention weight, beside the weights as bars.
+best end-to-end model). ``rajax.pictures.draw_attention`` draws its result as the paper's
+Figure 5.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rajax.errors import RajaxError
-from rajax.files import atomic_savefig
 from rajax.models.heads import scorer_description
 from rajax.train import backbone as backbone_lib
 from rajax.train import checkpoints, stages
@@ -136,56 +135,3 @@ def format_prediction(result: dict) -> str:
     if result["actor_square"] is None:
         lines.append("actor: none detected; the actor region is the full frame")
     return "\n".join(lines)
-
-
-def draw_attention(result: dict, path: str | os.PathLike) -> Path:
-    """The middle frame's central square with each region outlined and shaded by its weight."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from rajax.data import regions as regions_lib
-    from rajax.data import video as video_lib
-
-    info = video_lib.probe(result["video"])
-    frame = regions_lib.central_square_crop(video_lib.read_frames(result["video"], [info.num_frames // 2])[0])
-    side = frame.shape[0]
-    names = [region["name"] for region in result["regions"]]
-    weights = np.array([region["weight"] for region in result["regions"]])
-    boxes = regions_lib.region_boxes(side, names, result["actor_square"])
-    top = max(float(weights.max()), 1e-9)
-    spread = float(weights.max() - weights.min())
-    colormap = plt.get_cmap("inferno")
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5), gridspec_kw={"width_ratios": [1.1, 1]})
-    left.imshow(frame)
-    # Regions overlap, so the fill only shows how far a region is above the least attended one;
-    # outlines carry the weight itself. Heaviest last, so its outline is on top.
-    for index in np.argsort(weights):
-        x0, y0, crop = boxes[index]
-        strength = weights[index] / top
-        relative = (weights[index] - weights.min()) / spread if spread > 1e-6 else 0.0
-        color = colormap(0.25 + 0.7 * strength)
-        left.add_patch(Rectangle((x0, y0), crop, crop, facecolor=color, alpha=0.45 * relative,
-                                 edgecolor=color, linewidth=1 + 3 * strength))
-        name = names[index]
-        # Grid cells are labelled at their centres (distinct), full frame and actor at a corner.
-        at_centre = name.startswith("grid_")
-        x, y = (x0 + crop / 2, y0 + crop / 2) if at_centre else (x0 + 3, y0 + 3)
-        left.text(x, y, f"{name} {weights[index]:.2f}", color="white", fontsize=7,
-                  ha="center" if at_centre else "left", va="center" if at_centre else "top",
-                  bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "linewidth": 0})
-    left.set_axis_off()
-    left.set_title(f"{result['activity']} ({100 * result['probability']:.1f}%)\n{result['head']}: {result['scorer']}",
-                   fontsize=10)
-    right.barh(range(len(names)), weights, color=[colormap(0.25 + 0.7 * w / top) for w in weights])
-    right.set_yticks(range(len(names)), names)
-    right.invert_yaxis()
-    right.set_xlabel("attention weight (sums to 1 over the regions)")
-    figure.suptitle(Path(result["video"]).name)
-    figure.tight_layout()
-    atomic_savefig(figure, path, dpi=110)
-    plt.close(figure)
-    return path

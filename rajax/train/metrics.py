@@ -80,13 +80,15 @@ class MetricWriter:
                     # TensorBoard's scalars plugin.
                     tf.summary.write(f"{split}/{name}", tf.constant(float(value), tf.float32),
                                      step=int(step), metadata=_scalar_metadata())
-        writer.flush()
 
     def _writer(self):
         if self._tensorboard is None:
             import tensorflow as tf
 
-            self._tensorboard = tf.summary.create_file_writer(str(self.run_dir / TENSORBOARD_DIR))
+            # Flushed every few seconds and on close, not after every record: a small head logs
+            # hundreds of times a minute, and each flush is a file write and fsync.
+            self._tensorboard = tf.summary.create_file_writer(str(self.run_dir / TENSORBOARD_DIR),
+                                                              flush_millis=5000)
         return self._tensorboard
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ CSV of ``path,label,split`` rows (``config.data.csv``); actor squares from the d
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -225,18 +226,21 @@ def init_head(head, config, num_regions: int, num_positions: int, channels: int)
     return jax.device_get(head.init(jax.random.key(config.seed), dummy)["params"])
 
 
-def feature_batches(config, store: Path, split: str, batch_size: int, *, epoch: int = 0,
+def feature_batches(config, splits: dict, store: Path, split: str, batch_size: int, *, epoch: int = 0,
                     train: bool = False, regions=None):
-    """The tf.data dataset of {features, label, mask} batches of a split of the feature store.
+    """``{features, label, mask}`` batches of a split of the feature store, read into memory once
+    (``splits`` caches a ``FeatureSplit`` per split).
 
     Training: shuffled by (seed, epoch), full batches only. Evaluation: in order, the last batch
     padded with mask 0. Always deterministic (a resumed epoch sees the same batches).
     """
-    from rajax.data.features import features_dataset
+    from rajax.data.features import FeatureSplit
 
-    return features_dataset(store, batch_size=batch_size, split=split, regions=regions,
-                            shuffle=train, seed=config.seed, epoch=epoch, drop_remainder=train,
-                            shard="auto", deterministic=True)
+    if split not in splits:
+        splits[split] = FeatureSplit(store, split, regions)
+    for batch in splits[split].batches(batch_size, shuffle=train, seed=config.seed, epoch=epoch,
+                                       drop_remainder=train, shard="auto"):
+        yield {key: batch[key] for key in ("features", "label", "mask")}
 
 
 def train_head(config, workdir) -> tuple[Task, Data]:
@@ -254,14 +258,15 @@ def train_head(config, workdir) -> tuple[Task, Data]:
     num_train = len(read_index(store, config.data.train_split))
     steps_per_epoch = (num_train // jax.process_count()) // batch
 
+    splits: dict = {}  # each split's features, read once
+
     def train_batches(epoch, skip):
-        dataset = feature_batches(config, store, config.data.train_split, batch, epoch=epoch,
+        batches = feature_batches(config, splits, store, config.data.train_split, batch, epoch=epoch,
                                   train=True, regions=regions)
-        return _numpy_batches(dataset, ("features", "label", "mask"), skip)
+        return itertools.islice(batches, skip, None)
 
     def eval_batches(split):
-        dataset = feature_batches(config, store, split, eval_batch, regions=regions)
-        return _numpy_batches(dataset, ("features", "label", "mask"))
+        return feature_batches(config, splits, store, split, eval_batch, regions=regions)
 
     data = Data(steps_per_epoch, train_batches, eval_batches, regions)
     loss = head_loss(config, head, (1, len(regions), meta["num_positions"], meta["channels"]))
@@ -422,9 +427,10 @@ def i3d_alone(config, workdir) -> tuple[Task, Data]:
     def forward(params, batch_stats, batch, *, train, rng):
         return backbone_lib.backbone_logits_on_features(params, batch["features"][:, 0]), {}, batch_stats
 
+    splits: dict = {}
+
     def eval_batches(split):
-        dataset = feature_batches(config, store, split, eval_batch, regions=(region,))
-        return _numpy_batches(dataset, ("features", "label", "mask"))
+        return feature_batches(config, splits, store, split, eval_batch, regions=(region,))
 
     params = jax.device_get({"Logits": variables["params"]["Logits"]})
     return Task(forward, params, {}), Data(0, None, eval_batches, (region,))

@@ -15,7 +15,8 @@
   from that point on;
 - at every epoch end (every ``eval_every_epochs``) evaluates the validation split and saves the
   state to ``RUN/best`` when the accuracy improves (ties: lower loss);
-- saves ``RUN/checkpoints`` every ``checkpoint.every_steps`` steps and at every epoch end;
+- saves ``RUN/checkpoints`` every ``checkpoint.every_steps`` steps, at the end of every
+  ``checkpoint.every_epochs``-th epoch and after the last step;
 - at the end evaluates the best checkpoint on the test split: ``RUN/eval/test.json`` and
   ``RUN/eval/test_confusion.png``.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -273,7 +275,9 @@ def fit(
                     epoch_examples[0] = 0.0
                 due = (step // steps_per_epoch) % stage_config.eval_every_epochs == 0
                 validate = epoch_end and (due or step == total_steps)
-                save = epoch_end or step % config.checkpoint.every_steps == 0
+                every_epochs = config.checkpoint.every_epochs
+                save = (step % config.checkpoint.every_steps == 0
+                        or (epoch_end and every_epochs and (step // steps_per_epoch) % every_epochs == 0))
                 if validate or save:  # the host's own work: neither step time nor input-pipeline idle
                     idle_meter.pause()
                 if validate:
@@ -309,8 +313,9 @@ def _validate(eval_fn, replicated, data, config, class_names, step, meta, writer
                     best_step=step)
         checkpoints.save(best_manager, step, steps.unreplicate(replicated),
                          dict(meta, step=step, validation=_brief(report)))
-        if jax.process_index() == 0:
-            evaluation.write_report(report, Path(best_manager.directory).parent / EVAL_DIR, "validation")
+        if jax.process_index() == 0:  # its picture is drawn once, for the best, at the end
+            evaluation.write_report(report, Path(best_manager.directory).parent / EVAL_DIR, "validation",
+                                    picture=False)
 
 
 def _brief(report: dict) -> dict:
@@ -327,6 +332,9 @@ def final_test(run_dir, eval_fn, replicated, data, config, class_names, best_man
     if restored is None:
         raise RajaxError(f"{best_manager.directory}: no best checkpoint to test")
     best_state, best_meta = restored
+    validation_json = Path(run_dir) / EVAL_DIR / "validation.json"
+    if jax.process_index() == 0 and validation_json.is_file():
+        evaluation.draw_report(json.loads(validation_json.read_text()), validation_json.parent, "validation")
     split = config.data.test_split
     if not split:
         return {}, best_state
