@@ -192,6 +192,14 @@ def _logits_classes(variables: dict) -> int:
 # Features
 
 
+def feature_variables(variables: dict) -> dict:
+    """``variables`` without the Logits layer, which features never read. Every backbone (the
+    Kinetics-400 one, a fine-tuned one with any number of classes) then hands the feature function
+    arguments of the same shapes, so its compiled program is reused (JAX's persistent cache)."""
+    return {collection: {name: value for name, value in tree.items() if name != "Logits"}
+            for collection, tree in variables.items()}
+
+
 def extract_features(model: InceptionI3d, variables: dict, clips: jax.Array, mode: str,
                      timestep_length: int) -> jax.Array:
     """Features [B, T', C] (float32) of region clips [B, T*L, H, W, 3].

@@ -169,7 +169,7 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
     if is_main:  # the store accepted this config: record it beside the features
         write_config_json(config, store / "config.json")
     features_fn = region_features_fn(model, config)
-    replicated = steps.replicate(variables)
+    replicated = steps.replicate(backbone_lib.feature_variables(variables))
     devices = jax.local_device_count()
     videos_per_batch = config.extract_batch_size  # per host; their B x R regions are spread over devices
     splits = splits or [s for s in (config.data.train_split, config.data.validation_split,
