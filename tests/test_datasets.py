@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from rajax.data import pipeline, video
+from rajax.data import pipeline, sources, video
 from rajax.data.records import VideoRecord, records_from_csv, records_from_folder
 from rajax.datasets import breakfast
 from rajax.data.regions import central_square_crop, resize_square
@@ -218,7 +218,7 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path, capsys):
         keys = ("frames", "boxes", "label", "video_id", "mask")
         return {k: np.concatenate([b[k] for b in dataset.as_numpy_iterator()]) for k in keys}
 
-    batch = evaluation_batches(pipeline.tfds_videos(train))
+    batch = evaluation_batches(sources.tfds_videos(train))
     records = [
         VideoRecord(
             e["video_id"].decode(), str(breakfast_dir.parent / e["file_name"].decode()), int(e["label"]),
@@ -238,7 +238,7 @@ def test_breakfast_builder_end_to_end(breakfast_dir, tmp_path, capsys):
     # Training from TFDS: one region per video, drawn like the file pipeline draws it.
     settings = dict(epoch=2, seed=4, batch_size=1, num_timesteps=T, timestep_length=L, frame_side=CANVAS,
                     shard=None)
-    from_tfds = list(pipeline.training_dataset(pipeline.tfds_videos(train), **settings).as_numpy_iterator())
+    from_tfds = list(pipeline.training_dataset(sources.tfds_videos(train), **settings).as_numpy_iterator())
     from_files = list(pipeline.training_dataset(records, **settings).as_numpy_iterator())
     flatten = lambda out: {  # noqa: E731
         v.decode(): (f, r, x) for b in out for v, f, r, x in zip(b["video_id"], b["frames"], b["region"], b["boxes"])

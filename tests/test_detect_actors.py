@@ -17,13 +17,12 @@ import av
 import numpy as np
 import pytest
 
-from rajax import cli
+from rajax import actor_records, cli
 from rajax.data import video
 from rajax.detection import (
     detect_actors,
     find_videos,
     load_actor_records,
-    store,
     summarize,
     video_key,
 )
@@ -273,10 +272,10 @@ def test_cut_off_last_line_is_ignored_then_removed_before_appending(tmp_path):
     path = tmp_path / "actors.jsonl"
     whole = json.dumps(record("/v/a.mp4", actor_square=[1, 2, 3])) + "\n"
     path.write_text(whole + json.dumps(record("/v/b.mp4"))[:20])
-    assert [r["path"] for r in store.read_records(path)] == ["/v/a.mp4"]
-    assert [r["path"] for r in store.prepare_output(path)] == ["/v/a.mp4"]
+    assert [r["path"] for r in actor_records.read_records(path)] == ["/v/a.mp4"]
+    assert [r["path"] for r in actor_records.prepare_output(path)] == ["/v/a.mp4"]
     assert path.read_text() == whole
-    store.append_record(path, record("/v/b.mp4", actor_square=[0, 0, 9]))
+    actor_records.append_record(path, record("/v/b.mp4", actor_square=[0, 0, 9]))
     assert list(load_actor_records(path)) == [video_key("/v/a.mp4"), video_key("/v/b.mp4")]
 
 
@@ -290,14 +289,14 @@ def test_broken_last_line_is_dropped_with_a_note_and_the_run_goes_on(tmp_path, t
     path = tmp_path / "actors.jsonl"
     whole = json.dumps(record("/v/a.mp4", actor_square=[1, 2, 3])) + "\n"
     path.write_bytes(whole.encode() + tail)
-    assert [r["path"] for r in store.read_records(path)] == ["/v/a.mp4"]
+    assert [r["path"] for r in actor_records.read_records(path)] == ["/v/a.mp4"]
     assert "ignoring a broken last line" in capfd.readouterr().err
     assert path.read_bytes() == whole.encode() + tail  # reading changes nothing
-    assert [r["path"] for r in store.prepare_output(path)] == ["/v/a.mp4"]
+    assert [r["path"] for r in actor_records.prepare_output(path)] == ["/v/a.mp4"]
     note = capfd.readouterr().err
     assert f"{path}: dropped a broken last line ({len(tail)} bytes" in note
     assert path.read_text() == whole
-    store.append_record(path, record("/v/b.mp4", actor_square=[0, 0, 9]))
+    actor_records.append_record(path, record("/v/b.mp4", actor_square=[0, 0, 9]))
     assert list(load_actor_records(path)) == [video_key("/v/a.mp4"), video_key("/v/b.mp4")]
 
 
@@ -305,7 +304,7 @@ def test_zeros_after_a_whole_last_record_keep_the_record(tmp_path, capfd):
     path = tmp_path / "actors.jsonl"
     whole = json.dumps(record("/v/a.mp4", actor_square=[1, 2, 3]))
     path.write_bytes(whole.encode() + b"\0" * 100)  # its newline and what followed were lost
-    assert [r["path"] for r in store.prepare_output(path)] == ["/v/a.mp4"]
+    assert [r["path"] for r in actor_records.prepare_output(path)] == ["/v/a.mp4"]
     assert "dropped a broken last line (100 bytes" in capfd.readouterr().err
     assert path.read_text() == whole + "\n"
 
@@ -313,9 +312,9 @@ def test_zeros_after_a_whole_last_record_keep_the_record(tmp_path, capfd):
 def test_last_record_missing_only_its_newline_is_kept(tmp_path):
     path = tmp_path / "actors.jsonl"
     path.write_text(json.dumps(record("/v/a.mp4")))
-    assert len(store.prepare_output(path)) == 1
-    store.append_record(path, record("/v/b.mp4"))
-    assert [r["path"] for r in store.read_records(path)] == ["/v/a.mp4", "/v/b.mp4"]
+    assert len(actor_records.prepare_output(path)) == 1
+    actor_records.append_record(path, record("/v/b.mp4"))
+    assert [r["path"] for r in actor_records.read_records(path)] == ["/v/a.mp4", "/v/b.mp4"]
 
 
 def test_a_file_that_is_not_a_record_file_is_refused_and_left_alone(tmp_path):
@@ -326,16 +325,16 @@ def test_a_file_that_is_not_a_record_file_is_refused_and_left_alone(tmp_path):
     foreign = tmp_path / "video.avi"  # e.g. a video given as --output by mistake
     foreign.write_bytes(b"RIFF\x00\x01binary")
     with pytest.raises(RajaxError, match="video.avi"):
-        store.prepare_output(foreign)
+        actor_records.prepare_output(foreign)
     assert foreign.read_bytes() == b"RIFF\x00\x01binary"
 
 
 def test_load_actor_records_keys_failures_and_repeats(tmp_path, monkeypatch):
     path = tmp_path / "actors.jsonl"
     monkeypatch.chdir(tmp_path)
-    store.append_record(path, record("clips/a.mp4", actor_square=[1, 1, 5]))
-    store.append_record(path, record("clips/b.mp4", error="clips/b.mp4: no such file"))
-    store.append_record(path, record("clips/a.mp4", actor_square=[2, 2, 6]))
+    actor_records.append_record(path, record("clips/a.mp4", actor_square=[1, 1, 5]))
+    actor_records.append_record(path, record("clips/b.mp4", error="clips/b.mp4: no such file"))
+    actor_records.append_record(path, record("clips/a.mp4", actor_square=[2, 2, 6]))
     records = load_actor_records(path)
     assert list(records) == [os.path.realpath(tmp_path / "clips" / "a.mp4")]
     assert records[video_key("clips/a.mp4")]["actor_square"] == [2, 2, 6]  # the last one wins

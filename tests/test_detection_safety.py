@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rajax import cli
-from rajax.detection import store
+from rajax import actor_records, cli
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ERROR = "rajax detect-actors: error: "
@@ -193,9 +192,9 @@ def test_killed_run_takes_its_worker_along_and_holds_its_output_meanwhile(
         _wait_for(lambda: not _alive(worker), 60, f"the orphaned detection process {worker} to end")
 
         # The lock went with them: a new run takes it, and the file holds no broken line.
-        handle = store.lock_output(output)
+        handle = actor_records.lock_output(output)
         handle.close()
-        assert store.read_records(output) == []
+        assert actor_records.read_records(output) == []
     finally:
         for pid in (first.pid, worker):
             if pid is not None and _alive(pid):

@@ -22,7 +22,7 @@ from rajax.errors import WeightsError
 from rajax.models.heads import RegionAttention
 from rajax.models.i3d import InceptionI3d
 from rajax.reference.torch_i3d import InceptionI3d as TorchInceptionI3d
-from rajax.train import backbone, checkpoints, stages, steps, trainer
+from rajax.train import backbone, checkpoints, forwards, steps, trainer
 from rajax.train.config import load_config, write_config_json
 from test_i3d import tf_i3d
 
@@ -99,7 +99,7 @@ def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     config = load_config("tiny")
     model, variables = backbone.finetune_model(config, len(config.classes), config.seed)
-    task = trainer.Task(stages.i3d_forward(model), variables["params"], variables["batch_stats"])
+    task = trainer.Task(forwards.i3d_forward(model), variables["params"], variables["batch_stats"])
     state, train_fn, _, _ = trainer.stage_steps(task, config.finetune, config.seed, total_steps=2)
     rng = np.random.default_rng(0)
     devices = jax.local_device_count()

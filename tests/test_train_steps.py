@@ -13,7 +13,7 @@ from flax import traverse_util
 
 from rajax.errors import RajaxError
 from rajax.models import heads
-from rajax.train import backbone, stages, steps, trainer
+from rajax.train import backbone, forwards, stages, steps, trainer
 from rajax.train.config import apply_overrides, load_config
 
 DEVICES = 4
@@ -44,7 +44,7 @@ def _finetune_batch(seed=0):
 def _finetune_steps(config, seed=0):
     """(model, initial state, train step, eval step, labels) of the tiny fine-tuning stage."""
     model, variables = backbone.finetune_model(config, len(config.classes), seed)
-    task = trainer.Task(stages.i3d_forward(model), variables["params"], variables["batch_stats"])
+    task = trainer.Task(forwards.i3d_forward(model), variables["params"], variables["batch_stats"])
     state, train_fn, eval_fn, labels = trainer.stage_steps(task, config.finetune, seed, total_steps=10)
     return model, state, train_fn, eval_fn, labels
 
@@ -185,7 +185,7 @@ def test_gradients_are_averaged_over_the_global_batch_with_uneven_masks():
     all_trainable = jax.tree.map(lambda _: steps.TRAINABLE, params)
     tx = steps.masked_optimizer(optax.sgd(1.0), all_trainable)
     state = steps.create_train_state(params, {}, tx, 0)
-    step = steps.pmap_train_step(forward=stages.head_forward(head), tx=tx, param_labels=all_trainable,
+    step = steps.pmap_train_step(forward=forwards.head_forward(head), tx=tx, param_labels=all_trainable,
                                  batch_stats_labels={}, schedule=optax.constant_schedule(1.0))
     batch = steps.shard({"features": features, "label": labels, "mask": mask})
     after, metrics = step(steps.replicate(state), batch)
@@ -260,7 +260,7 @@ def test_region_attention_learns_a_separable_toy_problem_and_attends_to_the_info
     optimizer = load_config("tiny").train_head.optimizer
     schedule = optax.constant_schedule(1e-2)
     tx = steps.masked_optimizer(steps.build_optimizer(optimizer, schedule), labels)
-    forward = stages.head_forward(head)
+    forward = forwards.head_forward(head)
     train = steps.pmap_train_step(forward=forward, tx=tx, param_labels=labels, batch_stats_labels={},
                                   schedule=schedule)
     evaluate = steps.pmap_eval_step(forward=forward)
@@ -293,7 +293,7 @@ def test_eval_step_drops_padding_rows_so_every_example_counts_once():
     params = head.init(jax.random.key(0), x)["params"]
     state = steps.replicate(steps.TrainState(step=np.zeros((), np.int32), params=params, batch_stats={},
                                                  opt_state=None, rng=np.zeros(2, np.uint32)))
-    evaluate = steps.pmap_eval_step(forward=stages.head_forward(head))
+    evaluate = steps.pmap_eval_step(forward=forwards.head_forward(head))
     mask = np.array([1, 1, 1, 1, 1, 0, 0, 0], np.float32)  # a padded last batch
     outputs = trainer.run_evaluation(evaluate, state, [
         {"features": x, "label": y, "mask": np.ones(8, np.float32)},

@@ -1,6 +1,6 @@
 """From video files to model batches: decoding (``video``), temporal sampling (``sampling``),
-spatial regions (``regions``), dataset records (``records``), tf.data pipelines (``pipeline``) and
-the feature store (``features``).
+spatial regions (``regions``), dataset records (``records``), where a pipeline's videos come from
+(``sources``), tf.data pipelines (``pipeline``) and the feature store (``features``).
 
 Nothing is imported here: ``rajax.data.video`` must stay importable without TensorFlow (the
 detection process imports torchvision, which crashes after TensorFlow).

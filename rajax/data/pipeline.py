@@ -13,11 +13,12 @@ so that every element has the same static shape and no pixel is resampled twice.
 real square only, so the padding never reaches a crop. Actor squares (in the pixels of the
 video's own square) are scaled with the frames.
 
-Two sources give per-video elements: a list of :class:`~rajax.data.records.VideoRecord` (video
-files, decoded with PyAV inside ``tf.numpy_function``; FFmpeg releases the GIL while it decodes
-and converts, so several videos decode in parallel) or a TFDS ``breakfast``/``video_folder`` split
-through :func:`tfds_videos` (JPEG frames of the stored squares, decoded by TensorFlow in the graph:
-only the sampled frames, in parallel, outside the GIL). From either:
+The videos come as a :class:`~rajax.data.sources.VideoSource` (or what it is built from): a list of
+:class:`~rajax.data.records.VideoRecord` (video files, decoded with PyAV inside
+``tf.numpy_function``; FFmpeg releases the GIL while it decodes and converts, so several videos
+decode in parallel) or a TFDS ``breakfast``/``video_folder`` split through
+:func:`~rajax.data.sources.tfds_videos` (JPEG frames of the stored squares, decoded by TensorFlow in
+the graph: only the sampled frames, in parallel, outside the GIL). From either:
 
 - :func:`training_dataset` (Multi-Regional fine-tuning): for one epoch, every video gives ONE region
   drawn at random among ``regions``. Batches: ``{"frames": uint8 [B, T*L, F, F, 3], "boxes": int32
@@ -54,6 +55,7 @@ import numpy as np
 from rajax.data import regions as regions_lib
 from rajax.data import sampling, video
 from rajax.data.records import VideoRecord
+from rajax.data.sources import VideoSource, tfds_videos  # noqa: F401  (tools/ use pipeline.tfds_videos)
 
 logger = logging.getLogger(__name__)
 
@@ -67,57 +69,7 @@ def _tf():
 
 
 # ---------------------------------------------------------------------------------------------
-# Sources: per-video elements
-#
-# Both sources give "video_id", "path" (the file, or its name), "label", "actor_square" (int32 [3],
-# square-frame pixels), "has_actor", "num_frames" (0: unknown, probe the file) and "valid" (False:
-# padding, never decoded). A TFDS source also gives "jpeg_frames" (string [num_frames], the JPEG of
-# every frame's central square) and "square_side" (the stored square's side).
-
-
-def _record_columns(records: Sequence[VideoRecord]) -> dict[str, np.ndarray]:
-    return {
-        "video_id": np.array([r.video_id for r in records], dtype=object),
-        "path": np.array([str(r.path) for r in records], dtype=object),
-        "label": np.array([r.label for r in records], dtype=np.int32),
-        "actor_square": np.array(
-            [r.actor_square if r.actor_square is not None else (0, 0, 0) for r in records], dtype=np.int32
-        ).reshape(-1, 3),
-        "has_actor": np.array([r.actor_square is not None for r in records], dtype=bool),
-        "num_frames": np.array([r.num_frames or 0 for r in records], dtype=np.int32),
-        "valid": np.ones(len(records), dtype=bool),
-    }
-
-
-def records_dataset(records: Sequence[VideoRecord]):
-    """The per-video elements of a list of records (video files), in order."""
-    tf = _tf()
-    columns = _record_columns(records)
-    if not records:
-        return tf.data.Dataset.from_tensor_slices(
-            {k: tf.constant(v, tf.string if v.dtype == object else None) for k, v in columns.items()}
-        )
-    return tf.data.Dataset.from_tensor_slices({k: tf.constant(v) for k, v in columns.items()})
-
-
-def tfds_videos(dataset):
-    """The per-video elements of a rajax TFDS split (``breakfast``, ``video_folder``)."""
-    tf = _tf()
-
-    def convert(example):
-        return {
-            "video_id": example["video_id"],
-            "path": example["file_name"],
-            "label": tf.cast(example["label"], tf.int32),
-            "actor_square": tf.cast(example["actor_square"], tf.int32),
-            "has_actor": example["has_actor"],
-            "num_frames": tf.cast(example["num_frames"], tf.int32),
-            "valid": tf.constant(True),
-            "jpeg_frames": example["frames"],
-            "square_side": tf.cast(example["square_side"], tf.int32),
-        }
-
-    return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+# Per-video elements (their fields: rajax.data.sources)
 
 
 def _padding_like(dataset, count: int):
@@ -352,17 +304,6 @@ def _check_args(regions, sampling_mode, batch_size, frame_side):
     return regions
 
 
-def _num_videos(videos, num_videos: int | None) -> int:
-    if not hasattr(videos, "cardinality"):
-        return len(videos)
-    if num_videos is not None:
-        return num_videos
-    count = int(videos.cardinality())
-    if count < 0:
-        raise ValueError("the dataset's length is unknown: pass num_videos")
-    return count
-
-
 def _options(dataset, deterministic: bool):
     tf = _tf()
     options = tf.data.Options()
@@ -377,7 +318,7 @@ def training_steps(num_videos: int, batch_size: int, process_count: int = 1) -> 
 
 
 def training_dataset(
-    videos: Sequence[VideoRecord],
+    videos: VideoSource | Sequence[VideoRecord],
     *,
     epoch: int,
     batch_size: int,
@@ -397,26 +338,21 @@ def training_dataset(
 ):
     """One epoch of Multi-Regional fine-tuning batches (see the module docstring for the layout).
 
-    ``videos``: a list of records, or a dataset of video elements (:func:`tfds_videos`; shuffled
-    with a buffer of ``shuffle_buffer`` instead of a full permutation). Every host yields
+    ``videos``: a :class:`VideoSource`, a list of records, or a dataset of video elements
+    (:func:`tfds_videos`; shuffled with a buffer of ``shuffle_buffer`` instead of a full
+    permutation; pass ``num_videos`` when its length is unknown). Every host yields
     ``training_steps(N, batch_size, process_count)`` full batches.
     """
-    tf = _tf()
     regions = _check_args(regions, sampling_mode, batch_size, frame_side)
     process_index, process_count = resolve_shard(shard)
-    total = _num_videos(videos, num_videos)
+    source = VideoSource.of(videos, num_videos)
+    total = source.count
     steps = training_steps(total, batch_size, process_count)
     if steps == 0:
         raise ValueError(
             f"{total} videos give no full batch of {batch_size} per host ({process_count} hosts)"
         )
-    if isinstance(videos, tf.data.Dataset):
-        dataset = videos.shard(process_count, process_index).shuffle(
-            shuffle_buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False
-        )
-    else:
-        order = np.random.default_rng([seed, epoch]).permutation(total)
-        dataset = records_dataset([videos[i] for i in order[process_index::process_count]])
+    dataset = source.epoch_elements(seed, epoch, process_index, process_count, shuffle_buffer)
     dataset = dataset.take(steps * batch_size)
     plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, epoch, True,
                  frame_side)
@@ -431,7 +367,7 @@ def evaluation_steps(num_videos: int, batch_size: int, process_count: int = 1) -
 
 
 def evaluation_dataset(
-    videos: Sequence[VideoRecord],
+    videos: VideoSource | Sequence[VideoRecord],
     *,
     batch_size: int = 1,
     regions: int | str | Sequence[str] | None = None,
@@ -449,22 +385,18 @@ def evaluation_dataset(
 ):
     """Every region of every video (in order), padded so each host yields the same full batches.
 
-    ``videos``: a list of records, or a dataset of video elements (:func:`tfds_videos`; pass
-    ``num_videos`` when its length is unknown).
+    ``videos``: a :class:`VideoSource`, a list of records, or a dataset of video elements
+    (:func:`tfds_videos`; pass ``num_videos`` when its length is unknown).
 
     Batches: ``frames uint8 [B, T*L, F, F, 3]`` (decoded once per video, every region cut on the
     device from it), ``boxes int32 [B, R, 3]``, ``label [B]``, ``video_id [B]`` (``"<padding>"`` on
     padding), ``mask [B]`` (1 for a decoded video, 0 for padding and skipped videos).
     """
-    tf = _tf()
     regions = _check_args(regions, sampling_mode, batch_size, frame_side)
     process_index, process_count = resolve_shard(shard)
-    total = _num_videos(videos, num_videos)
-    per_host = evaluation_steps(total, batch_size, process_count) * batch_size
-    if isinstance(videos, tf.data.Dataset):
-        dataset = videos.shard(process_count, process_index)
-    else:
-        dataset = records_dataset(list(videos)[process_index::process_count])
+    source = VideoSource.of(videos, num_videos)
+    per_host = evaluation_steps(source.count, batch_size, process_count) * batch_size
+    dataset = source.host_elements(process_index, process_count)
     dataset = dataset.concatenate(_padding_like(dataset, per_host)).take(per_host)
     plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, 0, False,
                  frame_side)

@@ -4,7 +4,7 @@ A :class:`VideoRecord` is all the pipeline needs to know about a video before de
 list of them from a folder with one subfolder per class (:func:`records_from_folder`), from a CSV of
 ``path,label[,split]`` rows (:func:`records_from_csv`), and attach the actor squares found by
 ``rajax detect-actors`` with :func:`attach_actor_squares`. TFDS datasets skip this step: their
-examples already carry the same fields (see ``rajax.data.pipeline.tfds_videos``).
+examples already carry the same fields (see ``rajax.data.sources.tfds_videos``).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def attach_actor_squares(
     detection has them. Returns the records and how many were matched; unmatched records keep
     ``actor_square=None`` (the actor region is then the full frame).
     """
-    from rajax.detection.store import load_actor_records, video_key  # stdlib only: safe here
+    from rajax.actor_records import load_actor_records, video_key
 
     by_key = dict(actors) if isinstance(actors, Mapping) else load_actor_records(actors)
     by_key = {video_key(key): value for key, value in by_key.items()}

@@ -10,7 +10,7 @@ Build one with, for example::
         download_config=tfds.download.DownloadConfig(manual_dir="/data/BreakfastII_15fps_qvga_sync"))
     train = builder.as_dataset(split="train")
 
-and feed it to the pipelines through ``rajax.data.pipeline.tfds_videos``.
+and feed it to the pipelines through ``rajax.data.sources.tfds_videos``.
 """
 
 from rajax.datasets.breakfast import Breakfast

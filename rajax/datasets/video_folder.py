@@ -35,7 +35,7 @@ Examples:
     ``label``, ``num_frames``, ``fps``, ``height`` and ``width`` (of the original frames),
     ``square_side`` (of the stored frames), ``actor_square`` ([x0, y0, side] in stored-square
     pixels: scaled with the frames), ``has_actor``.
-    ``rajax.data.pipeline.tfds_videos`` turns them into pipeline elements.
+    ``rajax.data.sources.tfds_videos`` turns them into pipeline elements.
 
 Unreadable videos are reported, counted and left out; the build goes on.
 """

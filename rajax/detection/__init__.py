@@ -4,7 +4,7 @@
 that torch and torchvision never share an interpreter with TensorFlow; this module itself imports
 neither and is safe to use from the data pipeline. ``load_actor_records`` reads the results.
 
-Record format and coordinates: see ``rajax.detection.store`` and ``rajax.detection.geometry``.
+Record format and coordinates: see ``rajax.actor_records`` and ``rajax.detection.geometry``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rajax import errors
+from rajax.actor_records import load_actor_records, lock_output, video_key
 from rajax.detection.checkpoint import check_archive
-from rajax.detection.store import load_actor_records, lock_output, video_key
 from rajax.errors import RajaxError
 
 __all__ = ["VIDEO_SUFFIXES", "detect_actors", "find_videos", "load_actor_records", "summarize", "video_key"]

@@ -16,7 +16,7 @@ interrupted run loses nothing done.
 ``parent_pid`` in the job is the process that started this one: the worker dies with it (Linux
 ``PR_SET_PDEATHSIG``, and a watch on the parent pid everywhere), so killing ``rajax detect-actors``
 never leaves a detection running on its own. The parent holds the lock on ``output``
-(:func:`rajax.detection.store.lock_output`) and passes the locked file on to this process, so the
+(:func:`rajax.actor_records.lock_output`) and passes the locked file on to this process, so the
 lock lasts exactly as long as either of them lives.
 """
 
@@ -81,9 +81,9 @@ def _import_detector_libraries() -> None:
 
 def detect_video(detector, path: str, every: int, detector_name: str, frames_bar=None) -> dict:
     """The actor record of one video (raises VideoError when it cannot be read)."""
+    from rajax.actor_records import video_key
     from rajax.data import video
     from rajax.detection import geometry
-    from rajax.detection.store import video_key
     from rajax.errors import VideoError
 
     info = video.probe(path)
@@ -140,8 +140,8 @@ def detect_video(detector, path: str, every: int, detector_name: str, frames_bar
 
 
 def run_job(job: dict) -> list[dict]:
+    from rajax.actor_records import append_record, prepare_output, record_key, video_key
     from rajax.detection import yolo
-    from rajax.detection.store import append_record, prepare_output, record_key, video_key
 
     weights = job.get("weights")
     output = job["output"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from rajax.errors import RajaxError
 from rajax.train import backbone as backbone_lib
-from rajax.train import stages, steps
+from rajax.train import inputs, layout, steps
 from rajax.train.config import write_config_json
 
 _ID_BYTES = 256  # video ids travel between hosts as fixed-size byte rows
@@ -103,18 +103,11 @@ def _gather(arrays: dict) -> dict:
     return {key: np.asarray(multihost_utils.process_allgather(value, tiled=True)) for key, value in arrays.items()}
 
 
-def _pending_videos(videos, count: int, done: set[str]):
+def _pending_videos(source, done: set[str]):
     """The videos of a split not yet in the store (only filtered on a single host)."""
     if not done or jax.process_count() > 1:
-        return videos, count
-    if isinstance(videos, list):
-        remaining = [v for v in videos if v.video_id not in done]
-        return remaining, len(remaining)
-    import tensorflow as tf
-
-    done_ids = tf.constant(sorted(done))
-    remaining = videos.filter(lambda e: tf.logical_not(tf.reduce_any(tf.equal(e["video_id"], done_ids))))
-    return remaining, count - len(done)
+        return source
+    return source.without(done)
 
 
 def region_features_fn(model, config):
@@ -160,9 +153,9 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
 
     is_main = jax.process_index() == 0
     model, variables = backbone_lib.load_backbone(config, workdir)
-    regions = stages.region_names(config)
+    regions = inputs.region_names(config)
     positions, channels = feature_shape(model, variables, config)
-    store = stages.features_dir(config, workdir)
+    store = layout.features_dir(config, workdir)
     settings = feature_settings(config, backbone_lib.variables_digest(variables))
     writer = FeatureWriter(store, regions, positions, channels, dtype=config.backbone.feature_dtype,
                            class_names=list(config.classes), settings=settings) if is_main else None
@@ -176,16 +169,16 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
                                     config.data.test_split) if s]
     summary = {"written": 0, "skipped_videos": 0, "already_done": 0, "store": str(store), "empty_splits": []}
     for split in splits:
-        videos, count = stages.split_videos(config, split)
+        videos = inputs.split_videos(config, split)
         done = {entry["video_id"] for entry in read_index(store, split)} if store.exists() else set()
         summary["already_done"] += len(done)
-        videos, count = _pending_videos(videos, count, done)
+        videos = _pending_videos(videos, done)
+        count = videos.count
         if count <= 0:
             continue
         skipped: list[str] = []
         dataset = pipeline.evaluation_dataset(videos, batch_size=videos_per_batch, regions=regions,
-                                              num_videos=count, skipped=skipped,
-                                              **stages.video_options(config))
+                                              skipped=skipped, **inputs.video_options(config))
         total = pipeline.evaluation_steps(count, videos_per_batch, jax.process_count())
         for batch in tqdm(dataset.as_numpy_iterator(), total=total, desc=f"extract {split}", unit="batch",
                           disable=not (progress and is_main)):

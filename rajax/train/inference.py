@@ -20,7 +20,7 @@ import numpy as np
 from rajax.errors import RajaxError
 from rajax.models.heads import scorer_description
 from rajax.train import backbone as backbone_lib
-from rajax.train import checkpoints, stages
+from rajax.train import checkpoints, inputs, layout, stages
 
 
 def check_trained(workdir: str | os.PathLike, stage: str):
@@ -34,7 +34,7 @@ def check_trained(workdir: str | os.PathLike, stage: str):
     if checkpoints.latest_step(workdir / stage) is None:
         raise RajaxError(f"{workdir / stage / checkpoints.BEST_DIR}: no trained {stage} checkpoint in this "
                          "work directory")
-    return stages.trained_config(workdir, stage)
+    return layout.trained_config(workdir, stage)
 
 
 def load_backbone_for_prediction(workdir: str | os.PathLike, config, stage: str):
@@ -50,7 +50,7 @@ def load_backbone_for_prediction(workdir: str | os.PathLike, config, stage: str)
 
 def _check_same_backbone(workdir: Path, variables: dict) -> None:
     """The backbone about to compute features must be the one whose features trained the head."""
-    record = workdir / "train_head" / stages.FEATURES_RECORD
+    record = workdir / "train_head" / layout.FEATURES_RECORD
     if not record.is_file():
         return
     trained_on = json.loads(record.read_text()).get("backbone")
@@ -74,7 +74,7 @@ def predict_video(workdir: str | os.PathLike, video: str | os.PathLike, *, stage
     workdir = Path(workdir)
     config = config or check_trained(workdir, stage)
     best_dir = workdir / stage / checkpoints.BEST_DIR
-    regions = stages.region_names(config)
+    regions = inputs.region_names(config)
     data = config.data
     frames, boxes = load_video_frames(str(video), regions=regions, actor_square=actor_square,
                                       num_timesteps=data.num_timesteps, timestep_length=data.frames_per_timestep,

@@ -1,5 +1,8 @@
 """The actor-record file written by ``rajax detect-actors``: JSON lines, one record per video.
 
+Standard library only, at the top of the package: the detector (``rajax.detection``) writes these
+files and the data side (``rajax.data.records``) reads them, and neither depends on the other.
+
 Crash safety: a record is appended as one complete line (``write`` + ``flush`` + ``fsync``) only
 after its video is fully processed, so an interruption loses at most the video in progress; a write
 that fails (a full disk) is undone, leaving no partial line. A broken last line (cut short by a
