@@ -50,6 +50,8 @@ def training_stage(batch_size, num_epochs, learning_rate, weight_decay, trainabl
         frozen=frozen,
         update_batch_stats=True,        # trainable blocks' BatchNorm: batch statistics in training
         eval_every_epochs=1,
+        select="best_validation",       # the state tested and exported: the best validation
+                                        # accuracy (paper; ties: lower loss) or "last" validated
     ))
 
 

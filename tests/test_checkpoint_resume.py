@@ -172,6 +172,21 @@ def test_training_outputs(tmp_path, store):
     assert (run_dir / "eval/test_confusion.png").stat().st_size > 1000
 
 
+def test_select_last_tests_the_last_validated_state_whatever_its_accuracy(tmp_path, store):
+    workdir = tmp_path / "run"
+    # A learning rate so large that the last validation is worse than an earlier one.
+    assert cli.main(train_command(workdir, store, "--config.train_head.num_epochs=3",
+                                  "--config.train_head.optimizer.learning_rate=3", "--config.train_head.select=last",
+                                  "--config.head.name=region_mean")[3:]) == 0
+    run_dir = workdir / "train_head"
+    validation = [r for r in metrics.read_metrics(run_dir) if r["split"] == "validation"]
+    assert [r["step"] for r in validation] == [16, 32, 48]
+    best = max(validation, key=lambda r: (r["accuracy"], -r["loss"]))
+    assert best["step"] != 48  # best_validation would have tested another state
+    report = json.loads((run_dir / "eval/test.json").read_text())
+    assert report["checkpoint_step"] == checkpoints.latest_step(run_dir) == 48
+
+
 def test_nan_loss_stops_loudly_and_keeps_the_last_good_checkpoint(tmp_path, store):
     from rajax.train import stages
 

@@ -67,7 +67,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -205,6 +204,7 @@ def worker(spec: dict) -> dict:
     import tensorflow as tf
 
     from rajax.data import pipeline, sampling, video
+    from rajax.data.sources import tfds_videos
     from rajax.data.records import VideoRecord
     from rajax.datasets.video_folder import VideoFolder
 
@@ -217,7 +217,7 @@ def worker(spec: dict) -> dict:
         builder = VideoFolder(data_dir=item["tfds_data_dir"])
 
         def tfds_source():
-            return pipeline.tfds_videos(builder.as_dataset(split="train")).repeat(count)
+            return tfds_videos(builder.as_dataset(split="train")).repeat(count)
 
         batch = B if count % B == 0 else 1
         return {

@@ -55,7 +55,7 @@ import numpy as np
 from rajax.data import regions as regions_lib
 from rajax.data import sampling, video
 from rajax.data.records import VideoRecord
-from rajax.data.sources import VideoSource, tfds_videos  # noqa: F401  (tools/ use pipeline.tfds_videos)
+from rajax.data.sources import VideoSource
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ def training_dataset(
     """One epoch of Multi-Regional fine-tuning batches (see the module docstring for the layout).
 
     ``videos``: a :class:`VideoSource`, a list of records, or a dataset of video elements
-    (:func:`tfds_videos`; shuffled with a buffer of ``shuffle_buffer`` instead of a full
+    (:func:`rajax.data.sources.tfds_videos`; shuffled with a buffer of ``shuffle_buffer`` instead of a full
     permutation; pass ``num_videos`` when its length is unknown). Every host yields
     ``training_steps(N, batch_size, process_count)`` full batches.
     """
@@ -386,7 +386,7 @@ def evaluation_dataset(
     """Every region of every video (in order), padded so each host yields the same full batches.
 
     ``videos``: a :class:`VideoSource`, a list of records, or a dataset of video elements
-    (:func:`tfds_videos`; pass ``num_videos`` when its length is unknown).
+    (:func:`rajax.data.sources.tfds_videos`; pass ``num_videos`` when its length is unknown).
 
     Batches: ``frames uint8 [B, T*L, F, F, 3]`` (decoded once per video, every region cut on the
     device from it), ``boxes int32 [B, R, 3]``, ``label [B]``, ``video_id [B]`` (``"<padding>"`` on

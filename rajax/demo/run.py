@@ -207,7 +207,7 @@ def find_actors(manifest: dict, actors_file: Path, detector_weights: str | None,
 
 
 def _write_generator_records(videos: list[dict], actors_file: Path) -> None:
-    """The generator's boxes as detect-actors records (``rajax.detection.store``'s format)."""
+    """The generator's boxes as detect-actors records (``rajax.actor_records``'s format)."""
     from rajax.actor_records import video_key
 
     lines = [json.dumps({"path": v["path"], "resolved_path": video_key(v["path"]), "actor_square": v["actor_square"],

@@ -235,6 +235,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 FEATURE_DTYPES = ("float16", "float32")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
+SELECTIONS = ("best_validation", "last")  # which validated state a stage tests and exports
 TRAINING_STAGES = ("finetune", "train_head", "end_to_end")
 # The smallest square crop the I3D trunk takes: five stride-2 reductions leave one pixel at 32.
 MIN_CROP_SIZE = 32
@@ -289,6 +290,7 @@ def config_problems(config) -> list[str]:
         at_least(f"{stage}.batch_size", 1)
         at_least(f"{stage}.num_epochs", 1)
         at_least(f"{stage}.eval_every_epochs", 1)
+        one_of(f"{stage}.select", SELECTIONS)
         one_of(f"{stage}.optimizer.name", OPTIMIZERS)
         one_of(f"{stage}.optimizer.schedule", SCHEDULES)
         check(config[stage].optimizer.learning_rate > 0, f"{stage}.optimizer.learning_rate", "must be positive")

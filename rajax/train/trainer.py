@@ -282,7 +282,7 @@ def fit(
                     idle_meter.pause()
                 if validate:
                     _validate(eval_fn, replicated, data, config, class_names, step, meta,
-                              writer, best_manager, flush_metrics)
+                              writer, best_manager, flush_metrics, keep_last=stage_config.select == "last")
                 if save:
                     save_latest()
                 if validate or save:
@@ -297,8 +297,12 @@ def fit(
     return final_test(run_dir, eval_fn, replicated, data, config, class_names, best_manager, writer)
 
 
-def _validate(eval_fn, replicated, data, config, class_names, step, meta, writer, best_manager, flush):
-    """Evaluates the validation split; saves to best/ when it improves (updates ``meta``)."""
+def _validate(eval_fn, replicated, data, config, class_names, step, meta, writer, best_manager, flush,
+              keep_last=False):
+    """Evaluates the validation split; saves to best/ when it improves (updates ``meta``), or every
+    time with ``keep_last`` (``select="last"``: when the validation split is too small or measures
+    something else than what the run is for, e.g. the demo's full-frame validation of a backbone
+    fine-tuned on regions, its best is noise and the last state is the one wanted)."""
     split = config.data.validation_split
     flush()
     if not split:  # no validation split: the newest state counts as the best
@@ -308,7 +312,7 @@ def _validate(eval_fn, replicated, data, config, class_names, step, meta, writer
     report = evaluate_split(eval_fn, replicated, data, split, class_names)
     writer.write(step, "validation", {"accuracy": report["accuracy"], "loss": report["loss"],
                                       "mean_class_accuracy": report["mean_class_accuracy"]})
-    if _is_better(report, meta):
+    if keep_last or _is_better(report, meta):
         meta.update(best_validation_accuracy=report["accuracy"], best_validation_loss=report["loss"],
                     best_step=step)
         checkpoints.save(best_manager, step, steps.unreplicate(replicated),

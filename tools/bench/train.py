@@ -63,14 +63,14 @@ class Stage1:
         dicts of uint8 ``frames``, ``label`` and ``mask`` split over the devices, as in training.
         """
         from rajax.models.i3d import FINE_TUNED_BLOCKS
-        from rajax.train import stages, steps, trainer
+        from rajax.train import forwards, steps, trainer
         from rajax.train.backbone import compute_dtype
 
         dtype_name, remat, conv, donate, fuse_1x1 = TRAIN_VARIANTS[variant]
         config, model, variables = self.base
         model = model.clone(dtype=compute_dtype(dtype_name), conv_impl=conv, fuse_1x1=fuse_1x1,
                             remat_blocks=FINE_TUNED_BLOCKS if remat else ())
-        task = trainer.Task(stages.i3d_forward(model), variables["params"], variables["batch_stats"])
+        task = trainer.Task(forwards.i3d_forward(model), variables["params"], variables["batch_stats"])
         state, train_fn, _, _ = trainer.stage_steps(task, config.finetune, config.seed, total_steps=10_000,
                                                     donate=donate)
         return steps.replicate(state), train_fn
