@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/rajax demo $(if $(DEMO_DETECTOR),--detector-weights $(DEMO_DETECTOR))
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20 tests
 
 bench: install
 	$(BIN)/python tools/benchmark.py

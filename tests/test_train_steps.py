@@ -303,3 +303,33 @@ def test_eval_step_drops_padding_rows_so_every_example_counts_once():
     expected_logits, _ = head.apply({"params": params}, x)
     np.testing.assert_allclose(outputs["logits"][8:], np.asarray(expected_logits)[:5], rtol=1e-5)
     np.testing.assert_array_equal(outputs["label"], np.concatenate([y, y[:5]]))
+
+
+def test_batches_come_ahead_in_order_across_epochs_and_errors_reach_the_loop():
+    import time
+
+    produced = []
+
+    def epoch(number, skip):
+        for index in range(skip, 3):
+            produced.append((number, index))
+            yield {"epoch": number, "index": index}
+
+    data = trainer.Data(steps_per_epoch=3, train_batches=epoch, eval_batches=lambda split: [])
+    ahead = trainer.Ahead(trainer._remaining_batches(data, 4, 9))  # resumed mid-epoch 1
+    first = next(ahead)
+    assert first == {"epoch": 1, "index": 1}
+    deadline = time.monotonic() + 30
+    while len(produced) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(produced) == 3  # the producer ran ahead of the caller, into the next epoch
+    rest = list(ahead)
+    assert [(b["epoch"], b["index"]) for b in [first, *rest]] == [(1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+
+    def short_epoch(number, skip):
+        yield {"epoch": number}
+
+    short = trainer.Ahead(trainer._remaining_batches(trainer.Data(3, short_epoch, lambda split: []), 0, 6))
+    assert next(short) == {"epoch": 0}
+    with pytest.raises(RajaxError, match="ended after 1 batches instead of 3"):
+        next(short)

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "downloaded on first use; without any detector the generator's own boxes are used, "
                              "and the output says so)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smaller version (12 short videos, 2 timesteps): a test of the machinery, "
+                        help="a smaller version (16 videos of 4 s, 2 timesteps at 64x64): a test of the machinery, "
                              "not of the method")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dataset and of the heads (default 0)")
 

@@ -57,7 +57,7 @@ ACTIVITY_NAMES = tuple(ACTIVITIES)
 # Size of the props (the actor's and the distractors') relative to the sizes in ``draw_prop``.
 # Measured on 48 videos (4-fold cross-validation of a linear classifier on I3D features at 112x112,
 # no body motion): at 1.0 the actor crop gave 51% and the full frame 40% (chance 25%); at 1.7,
-# 69% and 42%; with the body motions as well, 78% and 51%.
+# 69% and 42%; with the body motions as well, 78% and 51%. (The demo now reads 96x96 crops.)
 PROP_SCALE = 1.7
 
 MANIFEST_FORMAT = "rajax-demo-dataset"

@@ -83,7 +83,7 @@ def plan_for(quick: bool, seed: int = 0) -> DemoPlan:
         return DemoPlan("demo_quick", spec, detect_every=30, cv_folds=0)
     spec = generate.DatasetSpec(train_per_class=6, validation_per_class=2, test_per_class=4, seconds=10.0,
                                 seed=seed)
-    return DemoPlan("demo", spec, detect_every=25, cv_folds=3)
+    return DemoPlan("demo", spec, detect_every=50, cv_folds=3)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -141,6 +143,65 @@ def _take(batches: Iterable[dict], count: int, epoch: int) -> Iterator[dict]:
                          f"instead of {count}")
 
 
+def _remaining_batches(data: Data, step: int, total_steps: int) -> Iterator[dict]:
+    """The batches of every step from ``step`` on, epoch after epoch (resuming mid-epoch)."""
+    while step < total_steps:
+        epoch, skip = divmod(step, data.steps_per_epoch)
+        for batch in _take(data.train_batches(epoch, skip), data.steps_per_epoch - skip, epoch):
+            yield batch
+            step += 1
+
+
+class Ahead:
+    """Iterates ``items`` in a background thread, ``depth`` items ahead of the caller.
+
+    Across an epoch's end too: the next epoch's input pipeline is built and starts decoding while
+    the last steps (and the validation) of this one run, instead of the devices waiting for its
+    first batch every epoch. Items come in order; an error of ``items`` is raised by ``next``.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterable, depth: int = 1):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(items,), daemon=True, name="rajax-input")
+        self._thread.start()
+
+    def _produce(self, items: Iterable) -> None:
+        try:
+            for item in items:
+                if not self._put((item, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            self._put((self._END, error))
+
+    def _put(self, entry) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item, error = self._queue.get()
+        if error is not None:
+            raise error
+        if item is self._END:
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Stops the producer at its next item (a training run that ends early, or fails)."""
+        self._stop.set()
+
+
 def stage_steps(task: Task, stage_config, seed: int, total_steps: int, *, donate: bool = True):
     """A stage's ``(initial state, pmapped train step, pmapped eval step, parameter labels)``.
 
@@ -248,15 +309,13 @@ def fit(
 
     with tqdm(total=total_steps, initial=step, unit="step", disable=not (progress and is_main),
               dynamic_ncols=True) as bar, DeviceIdleMeter() as idle_meter:
-        while step < total_steps:
-            epoch, skip = divmod(step, steps_per_epoch)
-            bar.set_description(f"epoch {epoch + 1}/{stage_config.num_epochs}")
-            batches = _take(data.train_batches(epoch, skip), steps_per_epoch - skip, epoch)
-            while True:
+        batches = Ahead(_remaining_batches(data, step, total_steps))
+        try:
+            while step < total_steps:
+                epoch = step // steps_per_epoch
+                bar.set_description(f"epoch {epoch + 1}/{stage_config.num_epochs}")
                 with idle_meter.waiting_for_input():
-                    batch = next(batches, None)
-                if batch is None:
-                    break
+                    batch = next(batches)
                 replicated, metrics = train_fn(replicated, steps.shard(batch))
                 idle_meter.dispatched(step + 1, metrics)
                 if one_step_in_flight:
@@ -287,6 +346,8 @@ def fit(
                     save_latest()
                 if validate or save:
                     window_start = time.perf_counter()
+        finally:
+            batches.close()
         flush_metrics()
         if latest_manager.latest_step() != step:
             save_latest()
