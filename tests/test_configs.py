@@ -19,7 +19,7 @@ FINETUNE = {"stage": "finetune"}
 NOT_FINETUNED = {"backbone.finetuned": False}
 DEMO = {"classes": ("juggle_spin", "pour_flash", "juggle_flash", "pour_spin"), "data.csv": "VIDEOS/dataset.csv",
         "backbone.feature_dtype": "float32", "train_head.batch_size": 8, "eval_batch_size": 8,
-        "extract_regions_per_call": 11, "log_every_steps": 5, "checkpoint.every_steps": 1_000_000,
+"log_every_steps": 5, "checkpoint.every_steps": 1_000_000,
         "checkpoint.every_epochs": 0, "finetune.select": "last"}
 EXPECTED = {
     # Table 1: timesteps (full model)
@@ -66,7 +66,7 @@ EXPECTED = {
              "end_to_end.batch_size": 4, "end_to_end.num_epochs": 1, "end_to_end.dtype": "float32",
              "eval_batch_size": 8, "log_every_steps": 1, "checkpoint.every_steps": 2},
     # rajax demo (docs/demo.md): the generated dataset's 4 classes, CPU-sized clips, saves at the end
-    "demo": {**DEMO, "data.num_timesteps": 3, "data.crop_size": 96, "finetune.num_epochs": 6,
+    "demo": {**DEMO, "data.num_timesteps": 3, "data.crop_size": 80, "finetune.num_epochs": 6,
              "train_head.eval_every_epochs": 5},
     "demo_quick": {**DEMO, "data.num_timesteps": 2, "data.crop_size": 64, "finetune.num_epochs": 2,
                    "train_head.num_epochs": 30, "train_head.eval_every_epochs": 10},
