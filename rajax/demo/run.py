@@ -384,7 +384,8 @@ def draw_pictures(manifest: dict, workdir: Path, plan: DemoPlan, seed: int, fold
         paths[f"attention_{activity}"] = pictures.draw_attention(result, folder / f"attention_{activity}.png")
     paths["finetune_curve"] = pictures.draw_training_curve(
         metrics.read_metrics(workdir / "finetuned" / "finetune"), folder / "finetune_curve.png",
-        "stage 1: Multi-Regional fine-tuning with Actor Focus (one random region per video per epoch)")
+        "stage 1: Multi-Regional fine-tuning with Actor Focus (training: one random region per video per "
+        "epoch; validation: the full frame)")
     return paths
 
 
