@@ -19,7 +19,7 @@ FINETUNE = {"stage": "finetune"}
 NOT_FINETUNED = {"backbone.finetuned": False}
 DEMO = {"classes": ("juggle_spin", "pour_flash", "juggle_flash", "pour_spin"), "data.csv": "VIDEOS/dataset.csv",
         "backbone.feature_dtype": "float32", "train_head.batch_size": 8, "eval_batch_size": 8,
-"log_every_steps": 5, "checkpoint.every_steps": 1_000_000,
+        "log_every_steps": 5, "checkpoint.every_steps": 1_000_000,
         "checkpoint.every_epochs": 0, "finetune.select": "last"}
 EXPECTED = {
     # Table 1: timesteps (full model)
