@@ -93,6 +93,8 @@ def get_config():
         frame_side=256,             # rajax: the host hands the device squares of at most this side
                                     # (larger ones shrunk while decoding, smaller ones padded);
                                     # Breakfast's 240 and Kinetics' 240-256 squares stay as they are
+        decode_processes=0,         # rajax: processes decoding video files (0 = one per usable core);
+                                    # TFDS frames decode in TensorFlow's threads instead
         actors_file="",             # output of `rajax detect-actors` ('' = the dataset's own)
         features_dir="",            # stage-2 output ('' = WORKDIR/features)
     ))

@@ -19,8 +19,9 @@ Figures, each in a fresh worker process (``os.sched_setaffinity`` before TensorF
   ``evaluation_dataset`` (the 11-region extraction element: the same 512 frames, 11 boxes), over
   ``--videos`` videos (distinct symlinks, so every video is probed as in a first epoch; TFDS: the
   example repeated), run to completion with ``as_numpy_iterator`` and no model: host CPU seconds
-  (``resource.getrusage(RUSAGE_SELF)`` user + system, all threads of the process) and wall
-  seconds per video. Dataset construction (tracing) is outside the timing; the first elements'
+  (``resource.getrusage(RUSAGE_SELF)`` user + system, all threads of the process, plus the same
+  figures of its decoder processes, ``rajax.data.decoders``, which decode the video files) and
+  wall seconds per video. Dataset construction (tracing) is outside the timing; the first elements'
   start-up is inside it.
 - core scaling: the same pipelines pinned to 1 core and to 2 cores (``--cores``); throughput is
   videos per wall second, the speed-up is the ratio. The host CPU figures are those of the run on
@@ -36,9 +37,9 @@ Figures, each in a fresh worker process (``os.sched_setaffinity`` before TensorF
   frames as RGB at the size it hands over or larger. ``tf_decode_jpeg`` (the TFDS FLOOR) decodes
   the sampled stored JPEG frames with ``tf.io.decode_jpeg``. For the record, not floors:
   ``pyav_decode_rgb_as_rajax`` (scaled while converting to RGB, as ``rajax.data.video`` does),
-  ``rajax_loader`` (``square_frames`` + ``on_canvas``: the pipeline's per-video work without
-  tf.data), ``probe`` (``video.probe`` of an unseen path) and ``tfds_read`` (reading and parsing
-  one stored example: every frame's JPEG bytes).
+  ``rajax_loader`` (``load_file_video``: a decoder process's work per video, without tf.data),
+  ``probe`` (``video.probe`` of an unseen path) and ``tfds_read`` (reading and parsing one stored
+  example: every frame's JPEG bytes).
 - accelerator budget: device seconds per training clip and per extraction video on an H100, an
   H200 and a TPU v5e at ``--peak-fraction`` of their published dense peaks, from the FLOP count of
   the network (``rajax.reference.architecture``: ``train_step_macs`` for a stage-1 step, 1.13x
@@ -101,9 +102,14 @@ def cpu_seconds() -> float:
 
 
 def usage() -> dict:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return {"user_s": u.ru_utime, "system_s": u.ru_stime, "minor_faults": u.ru_minflt,
-            "context_switches": u.ru_nvcsw + u.ru_nivcsw}
+    """This process's own usage plus that of its decoder processes (which decode the video files;
+    ``getrusage`` of this process does not count them, they report their own)."""
+    from rajax.data import decoders
+
+    u, workers = resource.getrusage(resource.RUSAGE_SELF), decoders.shared_usage()
+    return {"user_s": u.ru_utime + workers["user_s"], "system_s": u.ru_stime + workers["system_s"],
+            "minor_faults": u.ru_minflt + workers["minor_faults"],
+            "context_switches": u.ru_nvcsw + u.ru_nivcsw + workers["context_switches"]}
 
 
 def measure(function):
@@ -256,8 +262,11 @@ def worker(spec: dict) -> dict:
         }
 
     items = spec["inputs"]
-    for make in datasets(items[0], 1).values():  # warm-up: libraries, kernels, thread pools
-        run(make, 1)
+    # Warm-up: libraries, kernels, thread pools, decoder processes, and the allocations of full
+    # batches (the first 4-clip batch of a process costs twice the later ones: not an epoch's rate).
+    warm = min(B, len(items[0]["links"]))
+    for make in datasets(items[0], warm).values():
+        run(make, warm)
     result = {"cores": len(cores), "pipelines": {}, "floors": {}}
     for item in items:
         count = len(item["links"])
@@ -291,11 +300,12 @@ def floors(item, settings, repeats, tf, video, sampling, pipeline, VideoFolder) 
 
         def to_rgb(frame):
             if convert == "own" or not scaled:
-                return frame.to_ndarray(format="rgb24")
+                return frame.to_ndarray(format="rgb24", threads=1)
             height, width = canvas_size
             if convert == "canvas":
-                return frame.reformat(width=width, height=height, interpolation="AREA").to_ndarray(format="rgb24")
-            return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+                return frame.reformat(width=width, height=height, interpolation="AREA",
+                                      threads=1).to_ndarray(format="rgb24", threads=1)
+            return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA", threads=1)
 
         def decode():
             frames = []
@@ -310,9 +320,10 @@ def floors(item, settings, repeats, tf, video, sampling, pipeline, VideoFolder) 
             return frames
         return decode
 
-    def loader():
-        frames, _ = pipeline.square_frames(path, indices, F)
-        return pipeline.on_canvas(frames, F)
+    plan = pipeline.LoadPlan(("full",), T, L, "uniform", False, 0, 0, False, F)
+
+    def loader():  # what a decoder process does per video (here into a fresh array, not its shared memory)
+        return pipeline.load_file_video(plan, "v", path, None, info.num_frames)
 
     probe_dir = Path(item["probe_dir"])
     probe_dir.mkdir(parents=True, exist_ok=True)

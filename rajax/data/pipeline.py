@@ -14,9 +14,9 @@ real square only, so the padding never reaches a crop. Actor squares (in the pix
 video's own square) are scaled with the frames.
 
 The videos come as a :class:`~rajax.data.sources.VideoSource` (or what it is built from): a list of
-:class:`~rajax.data.records.VideoRecord` (video files, decoded with PyAV inside
-``tf.numpy_function``; FFmpeg releases the GIL while it decodes and converts, so several videos
-decode in parallel) or a TFDS ``breakfast``/``video_folder`` split through
+:class:`~rajax.data.records.VideoRecord` (video files, decoded with PyAV by a pool of worker
+processes, ``rajax.data.decoders``, several videos at once: threads of one process would contend for
+the GIL) or a TFDS ``breakfast``/``video_folder`` split through
 :func:`~rajax.data.sources.tfds_videos` (JPEG frames of the stored squares, decoded by TensorFlow in
 the graph: only the sampled frames, in parallel, outside the GIL). From either:
 
@@ -53,7 +53,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rajax.data import regions as regions_lib
-from rajax.data import sampling, video
+from rajax.data import decoders, sampling, video
 from rajax.data.records import VideoRecord
 from rajax.data.sources import VideoSource
 
@@ -124,8 +124,8 @@ def _as_str(value) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Plan:
-    """What to load: the sampling and region settings of one pipeline."""
+class LoadPlan:
+    """What to load of each video: the sampling and region settings of one pipeline (epoch included)."""
 
     regions: tuple[str, ...]
     num_timesteps: int
@@ -165,15 +165,28 @@ class _Plan:
         return np.tile(np.array([[0, 0, self.frame_side]], np.int32), (self.num_boxes, 1))
 
 
+def _central_squares(path: str, indices: np.ndarray, frame_side: int, data=None):
+    """The central squares (views) of the distinct frames at ``indices``, at most ``frame_side``
+    pixels (shrunk while decoding), their side, and the scale from the video's own square."""
+    decoded = video.frames_by_index(path, indices, max_side=frame_side, data=data)
+    height, width = next(iter(decoded.values())).shape[:2]
+    left, top, side = regions_lib.central_square_box(height, width)
+    info = video.probe(path, data=data)
+    squares = {index: frame[top : top + side, left : left + side] for index, frame in decoded.items()}
+    return squares, side, side / min(info.height, info.width)
+
+
+def _scaled_square(actor_square, scale: float):
+    if actor_square is None or scale == 1.0:
+        return actor_square
+    return tuple(float(v) * scale for v in actor_square)
+
+
 def square_frames(path: str, indices: np.ndarray, frame_side: int, actor_square=None, *, data=None):
     """The central squares of a video's frames at ``indices``, at most ``frame_side`` pixels
     (shrunk while decoding), and the actor square scaled to them: ``(uint8 [N, s, s, 3], square)``."""
-    frames = regions_lib.central_square_crop(video.read_frames(path, indices, max_side=frame_side, data=data))
-    info = video.probe(path, data=data)
-    scale = frames.shape[1] / min(info.height, info.width)
-    if actor_square is not None and scale != 1.0:
-        actor_square = tuple(float(v) * scale for v in actor_square)
-    return frames, actor_square
+    squares, _, scale = _central_squares(path, indices, frame_side, data)
+    return np.stack([squares[int(i)] for i in indices]), _scaled_square(actor_square, scale)
 
 
 def on_canvas(frames: np.ndarray, frame_side: int) -> np.ndarray:
@@ -186,9 +199,26 @@ def on_canvas(frames: np.ndarray, frame_side: int) -> np.ndarray:
     return canvas
 
 
-def _file_loader(plan: _Plan, skipped: list | None):
+def load_file_video(plan: LoadPlan, video_id: str, path: str, actor_square, num_frames: int, *, allocate=np.empty):
+    """One video file as a pipeline element: ``(frames uint8 [T*L, F, F, 3] on the canvas, (boxes
+    int32 [K, 3], region))``, the canvas from ``allocate(shape)``. Runs in a decoder process."""
+    if not num_frames:
+        num_frames = video.probe(path).num_frames
+    indices, region = plan.sample(video_id, int(num_frames))
+    squares, side, scale = _central_squares(path, indices, plan.frame_side)
+    canvas = allocate((plan.num_frames_out, plan.frame_side, plan.frame_side, 3), np.uint8)
+    for position, index in enumerate(indices.tolist()):  # each square written once, onto the canvas
+        canvas[position, :side, :side] = squares[index]
+    if side < plan.frame_side:
+        canvas[:, side:] = 0
+        canvas[:, :side, side:] = 0
+    return canvas, (plan.boxes(side, region, _scaled_square(actor_square, scale)), region)
+
+
+def _file_loader(plan: LoadPlan, skipped: list | None, decode_processes: int):
     """(video_id, path, actor_square, has_actor, num_frames, valid) ->
-    (frames uint8 [T*L, F, F, 3] on the canvas, boxes int32 [K, 3], region int32, ok)."""
+    (frames uint8 [T*L, F, F, 3] on the canvas, boxes int32 [K, 3], region int32, ok), decoded by
+    the process-wide pool of ``decode_processes`` workers (0: one per core; ``rajax.data.decoders``)."""
 
     def failed():
         return plan.empty_frames(), plan.empty_boxes(), np.int32(0), False
@@ -197,25 +227,22 @@ def _file_loader(plan: _Plan, skipped: list | None):
         if not valid:
             return failed()
         video_id, path = _as_str(video_id), _as_str(path)
+        square = tuple(int(v) for v in actor_square) if has_actor else None
         try:
-            if not num_frames:
-                num_frames = video.probe(path).num_frames
-            indices, region = plan.sample(video_id, int(num_frames))
-            square = tuple(int(v) for v in actor_square) if has_actor else None
-            frames, square = square_frames(path, indices, plan.frame_side, square)
-        except Exception as error:  # noqa: BLE001 - a bad video must not end the epoch
+            pool = decoders.shared_pool(decode_processes)
+            frames, (boxes, region) = pool.run(load_file_video, plan, video_id, path, square, int(num_frames))
+        except RuntimeError as error:  # a bad video (or one that crashed its decoder) must not end the epoch
             message = str(error) if path in str(error) else f"{path}: {error}"
             logger.warning("skipping video %s: %s", video_id, message)
             if skipped is not None:
                 skipped.append(message)
             return failed()
-        boxes = plan.boxes(frames.shape[1], region, square)
-        return on_canvas(frames, plan.frame_side), boxes, np.int32(region), True
+        return frames, boxes, np.int32(region), True
 
     return load
 
 
-def _jpeg_planner(plan: _Plan):
+def _jpeg_planner(plan: LoadPlan):
     """(video_id, num_frames, square_side, actor_square, has_actor, valid) ->
     (frame indices int64 [T*L], boxes int32 [K, 3], region int32). Cheap: no pixels in Python."""
 
@@ -251,11 +278,11 @@ def _decode_jpegs(element, indices, frame_side: int):
     return tf.pad(frames, [[0, 0], [0, pad], [0, pad], [0, 0]])
 
 
-def _load(dataset, plan: _Plan, *, deterministic: bool, skipped):
+def _load(dataset, plan: LoadPlan, *, deterministic: bool, skipped, decode_processes: int):
     """Per-video elements -> ``{frames, boxes, label, region, video_id, mask}`` (decoded, on the canvas)."""
     tf = _tf()
     from_jpeg = "jpeg_frames" in dataset.element_spec
-    load = _jpeg_planner(plan) if from_jpeg else _file_loader(plan, skipped)
+    load = _jpeg_planner(plan) if from_jpeg else _file_loader(plan, skipped, decode_processes)
     empty = tf.zeros([plan.num_frames_out, plan.frame_side, plan.frame_side, 3], tf.uint8)
 
     def load_element(element):
@@ -335,6 +362,7 @@ def training_dataset(
     shuffle_buffer: int = 256,
     prefetch: int = 2,
     skipped: list | None = None,
+    decode_processes: int = 0,
 ):
     """One epoch of Multi-Regional fine-tuning batches (see the module docstring for the layout).
 
@@ -354,9 +382,10 @@ def training_dataset(
         )
     dataset = source.epoch_elements(seed, epoch, process_index, process_count, shuffle_buffer)
     dataset = dataset.take(steps * batch_size)
-    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, epoch, True,
+    plan = LoadPlan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, epoch, True,
                  frame_side)
-    dataset = _load(dataset, plan, deterministic=deterministic, skipped=skipped)
+    dataset = _load(dataset, plan, deterministic=deterministic, skipped=skipped,
+                    decode_processes=decode_processes)
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
     return _options(dataset, deterministic)
 
@@ -382,6 +411,7 @@ def evaluation_dataset(
     num_videos: int | None = None,
     prefetch: int = 1,
     skipped: list | None = None,
+    decode_processes: int = 0,
 ):
     """Every region of every video (in order), padded so each host yields the same full batches.
 
@@ -398,9 +428,10 @@ def evaluation_dataset(
     per_host = evaluation_steps(source.count, batch_size, process_count) * batch_size
     dataset = source.host_elements(process_index, process_count)
     dataset = dataset.concatenate(_padding_like(dataset, per_host)).take(per_host)
-    plan = _Plan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, 0, False,
+    plan = LoadPlan(regions, num_timesteps, timestep_length, sampling_mode, shuffled_timesteps, seed, 0, False,
                  frame_side)
-    dataset = _load(dataset, plan, deterministic=deterministic, skipped=skipped)
+    dataset = _load(dataset, plan, deterministic=deterministic, skipped=skipped,
+                    decode_processes=decode_processes)
     dataset = dataset.map(lambda e: {k: v for k, v in e.items() if k != "region"})
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch)
     return _options(dataset, deterministic)

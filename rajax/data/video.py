@@ -119,10 +119,13 @@ def _to_rgb(frame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
     With a size, swscale scales while converting (area averaging); the stored frame is scaled to
     the size turned back by the rotation, so that the upright result has the size asked for.
     """
+    # One swscale thread: its automatic threading (one per core, libswscale 9) splits each small
+    # frame over threads that wait on one another, three to four times the CPU of one thread on a
+    # 2-core host and the same pixels; videos are decoded in parallel by processes instead.
     if size is None:
-        return _upright(frame.to_ndarray(format="rgb24"), rotation)
+        return _upright(frame.to_ndarray(format="rgb24", threads=1), rotation)
     height, width = size if rotation in (0, 180) else size[::-1]
-    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA", threads=1)
     return _upright(rgb, rotation)
 
 
@@ -455,8 +458,8 @@ def _decoded_frames(path: Path, data: bytes | None = None) -> Iterator[tuple[int
     how far decoding got. Close it (``contextlib.closing``) when stopping early."""
     import av
 
-    # No frame threading: tf.data already decodes several videos in parallel, and FFmpeg's frame
-    # threads only contend with those (twice slower on 2 busy cores).
+    # No frame threading: several videos already decode in parallel (rajax.data.decoders), and
+    # FFmpeg's frame threads only contend with those (twice slower on 2 busy cores).
     container = _open_container(path, data)
     index = -1
     try:
@@ -505,6 +508,42 @@ def _decode_container(
     return frames
 
 
+def _checked_indices(path: Path, indices, info: VideoInfo) -> np.ndarray | None:
+    if indices is None:
+        return None
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= info.num_frames):
+        raise VideoError(
+            f"{path}: frame index {int(indices.max() if indices.max() >= info.num_frames else indices.min())}"
+            f" out of range: the video has {info.num_frames} frames"
+        )
+    return indices
+
+
+def frames_by_index(
+    path: str | os.PathLike,
+    indices: Sequence[int] | np.ndarray,
+    *,
+    data: bytes | None = None,
+    max_side: int | None = None,
+) -> dict[int, np.ndarray]:
+    """The distinct frames at ``indices``, each decoded once: ``{index: uint8 [H, W, 3]}``, sized
+    as ``read_frames`` sizes them. For callers that place frames themselves (the pipelines write
+    central squares straight onto their canvas) without a stacked copy of the whole sample."""
+    path = Path(path) if data is not None else _check_file(path)
+    info = probe(path, data=data)
+    indices = _checked_indices(path, indices, info)
+    if indices.size == 0:
+        return {}
+    size = _output_size(info, max_side)
+    if _is_gif(path):
+        frames = _gif_frames(path) if data is None else _decode_gif(path, data)
+        distinct = np.unique(indices)
+        resized = frames[distinct] if size is None else _resize_rgb(frames[distinct], size)
+        return {int(i): frame for i, frame in zip(distinct, resized)}
+    return _decode_container(path, indices, info, data, size)
+
+
 def read_frames(
     path: str | os.PathLike,
     indices: Sequence[int] | np.ndarray | None = None,
@@ -526,22 +565,16 @@ def read_frames(
     path = Path(path) if data is not None else _check_file(path)
     info = probe(path, data=data)
     size = _output_size(info, max_side)
-    if indices is not None:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if indices.size == 0:
-            return np.zeros((0, *(size or (info.height, info.width)), 3), np.uint8)
-        if indices.min() < 0 or indices.max() >= info.num_frames:
-            raise VideoError(
-                f"{path}: frame index {int(indices.max() if indices.max() >= info.num_frames else indices.min())}"
-                f" out of range: the video has {info.num_frames} frames"
-            )
-    if _is_gif(path):
+    indices = _checked_indices(path, indices, info)
+    if indices is not None and indices.size == 0:
+        return np.zeros((0, *(size or (info.height, info.width)), 3), np.uint8)
+    if indices is None and _is_gif(path):
         frames = _gif_frames(path) if data is None else _decode_gif(path, data)
-        frames = frames if indices is None else frames[indices]
         return np.array(frames) if size is None else _resize_rgb(frames, size)
-    decoded = _decode_container(path, indices, info, data, size)
     if indices is None:
+        decoded = _decode_container(path, None, info, data, size)
         return np.stack([decoded[i] for i in range(info.num_frames)])
+    decoded = frames_by_index(path, indices, data=data, max_side=max_side)
     return np.stack([decoded[int(i)] for i in indices])
 
 

@@ -276,6 +276,7 @@ def config_problems(config) -> list[str]:
     at_least("data.frames_per_timestep", 1)
     at_least("data.crop_size", MIN_CROP_SIZE)
     at_least("data.frame_side", MIN_CROP_SIZE)
+    at_least("data.decode_processes", 0)
     regions("data.regions")
     finetune_regions = regions("finetune.regions")
     check(config.finetune.eval_region in finetune_regions or not finetune_regions, "finetune.eval_region",

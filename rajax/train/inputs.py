@@ -65,7 +65,8 @@ def video_options(config) -> dict:
     data = config.data
     return dict(num_timesteps=data.num_timesteps, timestep_length=data.frames_per_timestep,
                 sampling_mode=data.sampling, shuffled_timesteps=data.shuffle_timesteps,
-                seed=config.seed, frame_side=data.frame_side, shard="auto")
+                seed=config.seed, frame_side=data.frame_side, decode_processes=data.decode_processes,
+                shard="auto")
 
 
 def video_batches(dataset, skip: int = 0):
