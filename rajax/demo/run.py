@@ -221,7 +221,7 @@ def _write_generator_records(videos: list[dict], actors_file: Path) -> None:
 
 def demo_config(plan: DemoPlan, workdir: Path, seed: int, **overrides):
     """The demo's config with its paths, the seed and ``overrides`` (dotted keys, typed values)."""
-    from rajax.train.config import apply_overrides, load_config, validate_config
+    from rajax.train.config import apply_overrides, load_config, set_config_value, validate_config
 
     config = load_config(plan.config_name)
     base = {"data.csv": str(workdir / "videos" / generate.CSV_FILE), "data.actors_file": str(workdir / ACTORS_FILE),
@@ -229,11 +229,7 @@ def demo_config(plan: DemoPlan, workdir: Path, seed: int, **overrides):
     config = apply_overrides(config, base)
     with config.unlocked():
         for key, value in overrides.items():
-            node = config
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node[part]
-            node[leaf] = value
+            set_config_value(config, key, value)
     config.lock()
     return validate_config(config)
 

@@ -149,19 +149,24 @@ def parse_value(text: str, current: Any, key: str = "?") -> Any:
         raise RajaxError(f"--config.{key}={text}: cannot read as {type(current).__name__} ({error})") from error
 
 
+def set_config_value(config, key: str, value) -> None:
+    """Sets the dotted ``key`` (``"data.frame_side"``) of ``config``; its parents must exist."""
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
 def apply_overrides(config, overrides: dict[str, str]):
     """Sets each dotted ``key`` of ``overrides`` (string values) in ``config``, converted to its type."""
     flat = flatten_config(config)
     for key, text in overrides.items():
         if key not in flat:
             raise RajaxError(f"--config.{key}: no such config field")
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
         value = parse_value(text, flat[key], key)
         try:
-            node[leaf] = value  # a locked config accepts new values of existing fields
+            set_config_value(config, key, value)  # a locked config accepts new values of existing fields
         except (TypeError, ValueError) as error:
             raise RajaxError(f"--config.{key}={text}: {error}") from error
     return config

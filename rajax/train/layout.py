@@ -30,8 +30,8 @@ FEATURES_RECORD = "features.json"  # in WORKDIR/train_head: the settings of the 
 # What evaluating a trained stage may change in its config: where the videos or features come from
 # and how they are batched, never the model, its inputs or the classes.
 EVALUATION_OVERRIDES = ("data.dataset", "data.data_dir", "data.csv", "data.train_split", "data.validation_split",
-                        "data.test_split", "data.actors_file", "data.features_dir", "eval_batch_size",
-                        "extract_batch_size", "distributed.", "stage", "log_every_steps")
+                        "data.test_split", "data.actors_file", "data.features_dir", "data.decode_processes",
+                        "eval_batch_size", "extract_batch_size", "distributed.", "stage", "log_every_steps")
 
 
 def stage_config(config, stage: str):
