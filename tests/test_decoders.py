@@ -131,3 +131,12 @@ def test_workers_exit_when_their_caller_is_killed(dancer_video):
             assert exited(pid, 30), f"decoder {pid} outlived its caller"
     finally:
         caller.kill()
+
+
+def test_a_closed_pool_refuses_calls_and_its_workers_are_gone(dancer_video):
+    pool = decoders.DecoderPool(1)
+    (pid,) = pool.pids()
+    pool.close()
+    assert exited(pid, 10)
+    with pytest.raises(decoders.PoolClosed):
+        pool.run(pipeline.load_file_video, plan(timesteps=1), "v", str(dancer_video), None, 0)

@@ -50,6 +50,10 @@ class DecoderDied(RuntimeError):
     """The worker process serving a call died before replying."""
 
 
+class PoolClosed(RuntimeError):
+    """The pool was closed (or the process is exiting) before or while serving a call."""
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity), at least 1."""
     try:
@@ -222,7 +226,7 @@ class DecoderPool:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("the decoder pool is closed")
+            raise PoolClosed("the decoder pool is closed")
 
     def run(self, function, *args):
         """``function(*args, allocate=...)`` in a worker: ``(array or None, meta)``.
@@ -275,12 +279,15 @@ class DecoderPool:
 
 _pools: dict[int, DecoderPool] = {}
 _pools_lock = threading.Lock()
+_exiting = False  # set at interpreter exit: no new pool may start then
 
 
 def shared_pool(processes: int = 0) -> DecoderPool:
     """The process-wide pool of ``processes`` workers (0: one per usable core), started on first use."""
     processes = processes or usable_cores()
     with _pools_lock:
+        if _exiting:  # a pipeline thread still decoding ahead while the interpreter exits
+            raise PoolClosed("the process is exiting")
         pool = _pools.get(processes)
         if pool is None or pool._closed:
             pool = _pools[processes] = DecoderPool(processes)
@@ -296,6 +303,8 @@ def shared_usage() -> dict:
 
 @atexit.register
 def _close_shared_pools() -> None:
+    global _exiting
     with _pools_lock:
+        _exiting = True
         for pool in _pools.values():
             pool.close()

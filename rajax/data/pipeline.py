@@ -231,6 +231,8 @@ def _file_loader(plan: LoadPlan, skipped: list | None, decode_processes: int):
         try:
             pool = decoders.shared_pool(decode_processes)
             frames, (boxes, region) = pool.run(load_file_video, plan, video_id, path, square, int(num_frames))
+        except decoders.PoolClosed:  # the process is exiting while this pipeline decodes ahead: no video's fault
+            return failed()
         except RuntimeError as error:  # a bad video (or one that crashed its decoder) must not end the epoch
             message = str(error) if path in str(error) else f"{path}: {error}"
             logger.warning("skipping video %s: %s", video_id, message)
