@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +63,6 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _write_message(stream, message) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
 def _read_exactly(stream, size: int) -> bytes:
     data = stream.read(size)
     if data is None or len(data) < size:
@@ -88,8 +83,8 @@ def _own_usage() -> tuple[float, float, int, int]:
 def _shared_memory_file():
     """An anonymous file in memory, inheritable by a child: a memfd where there is one (Linux; not
     bounded by /dev/shm's size), else an unlinked temporary file."""
-    if hasattr(os, "memfd_create"):
-        return os.memfd_create("rajax-decoder", 0)
+    if hasattr(os, "memfd_create"):  # close-on-exec: only the worker it is passed to inherits it
+        return os.memfd_create("rajax-decoder")
     handle = tempfile.TemporaryFile()
     fd = os.dup(handle.fileno())
     handle.close()
@@ -120,7 +115,9 @@ class _Slot:
         if self.map is not None:
             self.map.close()
             self.map = None
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _serve() -> None:
@@ -140,12 +137,14 @@ def _serve() -> None:
         return np.frombuffer(slot.view(nbytes, grow=True), dtype).reshape(shape)
 
     while True:
-        try:
-            function, args = _read_message(requests)
-        except EOFError:  # the caller closed the pool, or died
-            return
         allocate.shape, array, meta = None, None, None
         try:
+            (size,) = _HEADER.unpack(_read_exactly(requests, _HEADER.size))
+            request = _read_exactly(requests, size)
+        except EOFError:  # the caller closed the pool, or died
+            return
+        try:
+            function, args = pickle.loads(request)  # e.g. a function this worker cannot import
             array, meta = function(*args, allocate=allocate)
             if array is not None and allocate.shape is None:  # not written in place: copy it there
                 allocate(array.shape, array.dtype)[...] = array
@@ -154,7 +153,12 @@ def _serve() -> None:
         except Exception as error:  # noqa: BLE001 - the caller decides what a failure means
             reply = ("error", str(error) or type(error).__name__)
         try:
-            _write_message(replies, (*reply, _own_usage()))
+            reply = pickle.dumps((*reply, _own_usage()), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:  # noqa: BLE001 - e.g. a result that does not pickle
+            reply = pickle.dumps(("error", f"the result does not pickle: {error}", _own_usage()))
+        try:
+            replies.write(_HEADER.pack(len(reply)) + reply)
+            replies.flush()
         except BrokenPipeError:  # the caller died while this call ran
             return
         array = meta = None  # no view of the shared memory may outlive the call: growing it remaps
@@ -166,16 +170,20 @@ class _Worker:
         package_root = str(Path(__file__).resolve().parents[2])
         code = f"import sys; sys.path.insert(0, {package_root!r}); from rajax.data.decoders import _serve; _serve()"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code, str(self.slot.fd)],
+            # -P: the caller's working directory is not on the worker's path (nothing there can
+            # shadow a module the worker imports)
+            [sys.executable, "-P", "-c", code, str(self.slot.fd)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.slot.fd,), bufsize=-1,
         )
         self.usage = (0.0, 0.0, 0, 0)  # the worker's own, at its last reply
+        self.serving = False  # a request written, its reply not yet read
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def close(self, timeout: float = 5.0) -> int | None:
+        """Ends the worker (it finishes its call first; killed after ``timeout`` s): its exit status."""
         try:
             self.process.stdin.close()
         except OSError:
@@ -209,11 +217,10 @@ class DecoderPool:
         with self._lock:
             return [worker.pid for worker in self._workers]
 
-    def busy_pids(self) -> list[int]:
-        """The workers serving a call now (for tests that kill one mid-call)."""
+    def serving_pids(self) -> list[int]:
+        """The workers holding a request now, its reply not yet read (for tests that kill one mid-call)."""
         with self._lock:
-            idle = {id(w) for w in list(self._idle.queue)}
-            return [worker.pid for worker in self._workers if id(worker) not in idle]
+            return [worker.pid for worker in self._workers if worker.serving]
 
     def _replace(self, worker: _Worker) -> tuple[_Worker, int | None]:
         """A fresh worker in ``worker``'s place, and the exit status of the one replaced."""
@@ -223,6 +230,12 @@ class DecoderPool:
             self._retired_usage += np.array(worker.usage, dtype=float)
             self._workers[self._workers.index(worker)] = fresh
         return fresh, code
+
+    @staticmethod
+    def _send(worker: _Worker, message: bytes) -> None:
+        worker.process.stdin.write(message)
+        worker.process.stdin.flush()
+        worker.serving = True
 
     def _check_open(self) -> None:
         if self._closed:
@@ -234,29 +247,38 @@ class DecoderPool:
         Raises RuntimeError with the worker's message when the function raised, and
         :class:`DecoderDied` when the worker died while serving this call.
         """
+        request = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
+        message = _HEADER.pack(len(request)) + request
         self._check_open()
         worker = self._idle.get()
         try:
             self._check_open()  # closed while this call waited for a worker
             try:
-                _write_message(worker.process.stdin, (function, args))
+                self._send(worker, message)
             except (OSError, ValueError):  # died while idle: a fresh worker serves the call
+                self._check_open()
                 worker, _ = self._replace(worker)
-                _write_message(worker.process.stdin, (function, args))
+                self._send(worker, message)
             try:
                 status, payload, worker.usage = _read_message(worker.process.stdout)
             except (EOFError, OSError, ValueError):
                 self._check_open()  # closing ends the workers: no failure of theirs, no replacement
                 worker, code = self._replace(worker)
                 raise DecoderDied(f"the decoding process died (exit status {code})") from None
+            finally:
+                worker.serving = False
             if status == "error":
                 raise RuntimeError(payload)
             shape, dtype, meta = payload
             if shape is None:
                 return None, meta
             dtype = np.dtype(dtype)
-            view = worker.slot.view(int(np.prod(shape)) * dtype.itemsize, grow=False)
-            return np.frombuffer(view, dtype).reshape(shape).copy(), meta  # the slot is reused next call
+            try:
+                view = worker.slot.view(int(np.prod(shape)) * dtype.itemsize, grow=False)
+                return np.frombuffer(view, dtype).reshape(shape).copy(), meta  # the slot is reused next call
+            except (OSError, ValueError):
+                self._check_open()  # the pool closed under this call (at exit, after its timeout)
+                raise
         finally:
             self._idle.put(worker)
 
@@ -268,13 +290,32 @@ class DecoderPool:
         return {"user_s": total[0], "system_s": total[1], "minor_faults": int(total[2]),
                 "context_switches": int(total[3])}
 
-    def close(self) -> None:
-        """Ends the workers (each finishes its call first) and frees their memory."""
-        if self._closed:
-            return
-        self._closed = True
-        for worker in self._workers:
-            worker.close()
+    def close(self, timeout: float = 30.0) -> None:
+        """Ends the workers and frees their memory. A call in progress finishes first (its worker
+        is taken back from the caller, up to ``timeout`` s); calls waiting for a worker, and
+        calls made after, raise :class:`PoolClosed`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            count = len(self._workers)
+        deadline = time.monotonic() + timeout
+        taken = []
+        for _ in range(count):
+            try:
+                taken.append(self._idle.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:  # a caller still holds a worker: end it all the same
+                break
+            taken[-1].close()
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:  # those not taken back; closing is idempotent
+            try:
+                worker.close(timeout=1.0)
+            except OSError:
+                pass
+        for worker in taken:  # wakes the calls waiting for a worker: they raise PoolClosed
+            self._idle.put(worker)
 
 
 _pools: dict[int, DecoderPool] = {}
