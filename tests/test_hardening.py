@@ -205,6 +205,25 @@ def test_a_stage_resumes_only_under_the_config_its_checkpoints_were_trained_with
         stages.train(with_loss, tmp_path / "other", "train_head", progress=False)
 
 
+def test_a_work_directory_from_before_a_run_setting_existed_still_loads(tmp_path):
+    """An older config.json lacks data.decode_processes (a run setting): it gets the default; a
+    field that decides what was trained is never filled in."""
+    from rajax.train import layout
+    from rajax.train.config import write_config_json
+
+    (tmp_path / "train_head").mkdir()
+    path = tmp_path / "train_head" / "config.json"
+    write_config_json(load_config("tiny"), path)
+    saved = json.loads(path.read_text())
+    del saved["data"]["decode_processes"]
+    path.write_text(json.dumps(saved))
+    assert layout.trained_config(tmp_path, "train_head").data.decode_processes == 0
+    del saved["head"]["dropout_rate"]
+    path.write_text(json.dumps(saved))
+    with pytest.raises(RajaxError, match=r"config.json: no field 'dropout_rate'"):
+        layout.trained_config(tmp_path, "train_head")
+
+
 # --------------------------------------------------------------------------------------------
 # A dataset of unreadable videos: errors, not empty successes
 

@@ -67,6 +67,21 @@ def check_resumable(config, run_dir: Path, stage: str) -> None:
                          + "; ".join(differences) + "); resume with that config or use another --workdir")
 
 
+def with_run_settings(saved):
+    """``saved`` with the run settings it lacks (fields ``EVALUATION_OVERRIDES`` lets differ, added
+    to rajax after it was written, such as ``data.decode_processes``) at the base config's values.
+    They do not change what a stage computes, so an older work directory stays usable."""
+    from rajax.train.config import CONFIGS_DIR, flatten_config, load_config, set_config_value
+
+    present = flatten_config(saved)
+    missing = {key: value for key, value in flatten_config(load_config(CONFIGS_DIR / "base.py")).items()
+               if key.startswith(EVALUATION_OVERRIDES) and key not in present}
+    with saved.unlocked():
+        for key, value in missing.items():
+            set_config_value(saved, key, value)
+    return saved
+
+
 def trained_config(workdir: str | os.PathLike, stage: str, config=None):
     """The config ``stage`` was trained with (``WORKDIR/<stage>/config.json``).
 
@@ -79,7 +94,12 @@ def trained_config(workdir: str | os.PathLike, stage: str, config=None):
     if not path.is_file():
         raise RajaxError(f"{path}: no config of a trained {stage} stage in this work directory "
                          f"(train it first: rajax train CONFIG --workdir {workdir} --stage {stage})")
-    saved = validate_config(read_config_json(path))
+    try:
+        saved = validate_config(with_run_settings(read_config_json(path)))
+    except (KeyError, AttributeError) as error:  # a field validation reads is not there
+        field = str(error).strip("'\"")
+        raise RajaxError(f"{path}: no field '{field}' (written by another version of rajax, or edited); "
+                         "train the stage again in a new work directory") from None
     if config is None:
         return saved
     differences = [f"{key}: {trained!r} (trained) vs {given!r}"
