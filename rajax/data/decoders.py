@@ -70,9 +70,14 @@ def _read_exactly(stream, size: int) -> bytes:
     return data
 
 
-def _read_message(stream):
+def _framed(data: bytes) -> bytes:
+    """``data`` behind its length, as ``_read_frame`` reads it back."""
+    return _HEADER.pack(len(data)) + data
+
+
+def _read_frame(stream) -> bytes:
     (size,) = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
-    return pickle.loads(_read_exactly(stream, size))
+    return _read_exactly(stream, size)
 
 
 def _own_usage() -> tuple[float, float, int, int]:
@@ -139,8 +144,7 @@ def _serve() -> None:
     while True:
         allocate.shape, array, meta = None, None, None
         try:
-            (size,) = _HEADER.unpack(_read_exactly(requests, _HEADER.size))
-            request = _read_exactly(requests, size)
+            request = _read_frame(requests)
         except EOFError:  # the caller closed the pool, or died
             return
         try:
@@ -157,7 +161,7 @@ def _serve() -> None:
         except Exception as error:  # noqa: BLE001 - e.g. a result that does not pickle
             reply = pickle.dumps(("error", f"the result does not pickle: {error}", _own_usage()))
         try:
-            replies.write(_HEADER.pack(len(reply)) + reply)
+            replies.write(_framed(reply))
             replies.flush()
         except BrokenPipeError:  # the caller died while this call ran
             return
@@ -204,7 +208,6 @@ class DecoderPool:
     def __init__(self, processes: int):
         if processes < 1:
             raise ValueError(f"a decoder pool needs at least 1 process, got {processes}")
-        self.processes = processes
         self._lock = threading.Lock()
         self._workers = [_Worker() for _ in range(processes)]
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
@@ -247,8 +250,7 @@ class DecoderPool:
         Raises RuntimeError with the worker's message when the function raised, and
         :class:`DecoderDied` when the worker died while serving this call.
         """
-        request = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
-        message = _HEADER.pack(len(request)) + request
+        message = _framed(pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL))
         self._check_open()
         worker = self._idle.get()
         try:
@@ -260,7 +262,7 @@ class DecoderPool:
                 worker, _ = self._replace(worker)
                 self._send(worker, message)
             try:
-                status, payload, worker.usage = _read_message(worker.process.stdout)
+                status, payload, worker.usage = pickle.loads(_read_frame(worker.process.stdout))
             except (EOFError, OSError, ValueError):
                 self._check_open()  # closing ends the workers: no failure of theirs, no replacement
                 worker, code = self._replace(worker)

@@ -151,10 +151,8 @@ def parse_value(text: str, current: Any, key: str = "?") -> Any:
 
 def set_config_value(config, key: str, value) -> None:
     """Sets the dotted ``key`` (``"data.frame_side"``) of ``config``; its parents must exist."""
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-        node = node[part]
+    parent, _, leaf = key.rpartition(".")
+    node = _get(config, parent) if parent else config
     node[leaf] = value
 
 
