@@ -1,7 +1,7 @@
 """Beyond the paper: AF MR I3D features + Context Region Attention (rajax/models/context_attention.py).
 
 The worked example of docs/new-head.md: a head class outside the built-in list, named by its import
-path, with its one option. No paper number.
+path; its one option, ``hidden``, keeps the class's value (128). No paper number.
 """
 
 from configs import base
@@ -9,5 +9,5 @@ from configs import base
 
 def get_config():
     config = base.get_config()
-    config.head = base.head("rajax.models.context_attention:ContextRegionAttention", hidden=128)
+    config.head = base.head("rajax.models.context_attention:ContextRegionAttention")
     return config

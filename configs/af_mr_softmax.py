@@ -8,5 +8,5 @@ from configs import base
 
 def get_config():
     config = base.get_config()
-    config.head = base.head("softmax_attention", num_heads=4, temperature=1.0)
+    config.head.name = "softmax_attention"  # 4 heads, temperature 1
     return config

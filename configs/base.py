@@ -10,17 +10,12 @@ Breakfast test accuracy of this config in the paper: 89.84 % (fine-tuned I3D alo
 
 import ml_collections
 
+from rajax.data.region_names import REGION_NAMES
+
 # The 10 Breakfast activities, in label order (alphabetical, as the dataset's file names).
 BREAKFAST_CLASSES = (
     "cereals", "coffee", "friedegg", "juice", "milk",
     "pancake", "salat", "sandwich", "scrambledegg", "tea",
-)
-ALL_REGIONS = (
-    "full",
-    "grid_0_0", "grid_0_1", "grid_0_2",
-    "grid_1_0", "grid_1_1", "grid_1_2",
-    "grid_2_0", "grid_2_1", "grid_2_2",
-    "actor",
 )
 # Parameter paths are '/'-joined (e.g. Mixed_5b/Branch_1/Conv3d_0b_3x3/kernel); a rule set must
 # cover every parameter exactly once (rajax.train.steps.parameter_labels checks it).
@@ -56,11 +51,13 @@ def training_stage(batch_size, num_epochs, learning_rate, weight_decay, trainabl
 
 
 def head(name, dropout_rate=0.0, aux_losses=(), **options):
-    """``config.head``: a head of rajax.models.heads (or package.module:Class) with exactly its options.
+    """``config.head``: a head of rajax.models.heads (or package.module:Class) and the options it changes.
 
-    ``options`` are the head's own (e.g. ``num_heads`` for softmax_attention): one missing or one
-    the head does not take is an error. ``aux_losses``: ``"name=weight"`` terms of
-    rajax.models.losses added to the cross-entropy (e.g. ``"region_weight_entropy=0.01"``).
+    ``options`` are the head's own, only those that differ from its defaults (the values of its
+    preset: ``base.head("attention", scorer="mlp", hidden=256)`` is Region Attention with a gated
+    scorer); one the head does not take is an error naming the head and the option.
+    ``aux_losses``: ``"name=weight"`` terms of rajax.models.losses added to the cross-entropy (e.g.
+    ``"region_weight_entropy=0.01"``).
     """
     return ml_collections.ConfigDict(dict(
         name=name,
@@ -88,7 +85,7 @@ def get_config():
         frames_per_timestep=8,      # ... of 8 consecutive frames (512 frames)
         sampling="uniform",         # paper: timesteps spread uniformly; or equally_spaced (ablation)
         shuffle_timesteps=False,    # ablation: timestep order shuffled (fine-tuning and features)
-        regions=ALL_REGIONS,        # paper: R = 11 (full frame, 3x3 grid, actor)
+        regions=REGION_NAMES,       # paper: R = 11 (full frame, 3x3 grid, actor)
         crop_size=224,              # paper: every region resized to 224 x 224
         frame_side=256,             # rajax: the host hands the device squares of at most this side
                                     # (larger ones shrunk while decoding, smaller ones padded);
@@ -115,7 +112,7 @@ def get_config():
     config.finetune = training_stage(
         batch_size=4, num_epochs=30, learning_rate=1e-4, weight_decay=1e-5,
         trainable=I3D_TOP_BLOCKS, frozen=I3D_LOWER_BLOCKS)
-    config.finetune.regions = ALL_REGIONS   # regions drawn from while fine-tuning (paper: 11)
+    config.finetune.regions = REGION_NAMES  # regions drawn from while fine-tuning (paper: 11)
     config.finetune.eval_region = "full"    # validation and "I3D alone" accuracy on this region
     config.finetune.dropout_rate = 0.5      # before the new logits (DeepMind I3D's keep prob. 0.5)
 

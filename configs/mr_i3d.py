@@ -4,11 +4,12 @@ Paper: 81.02 % (Table 3). `rajax evaluate mr_i3d --stage finetune`.
 """
 
 from configs import base
+from rajax.data.region_names import REGIONS_WITHOUT_ACTOR
 
 
 def get_config():
     config = base.get_config()
-    config.data.regions = base.ALL_REGIONS[:-1]
-    config.finetune.regions = base.ALL_REGIONS[:-1]
+    config.data.regions = REGIONS_WITHOUT_ACTOR
+    config.finetune.regions = REGIONS_WITHOUT_ACTOR
     config.stage = "finetune"
     return config

@@ -4,10 +4,11 @@ Paper: 86.62 % (Table 3).
 """
 
 from configs import base
+from rajax.data.region_names import REGIONS_WITHOUT_ACTOR
 
 
 def get_config():
     config = base.get_config()
-    config.data.regions = base.ALL_REGIONS[:-1]
-    config.finetune.regions = base.ALL_REGIONS[:-1]
+    config.data.regions = REGIONS_WITHOUT_ACTOR
+    config.finetune.regions = REGIONS_WITHOUT_ACTOR
     return config

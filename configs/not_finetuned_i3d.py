@@ -9,5 +9,5 @@ from configs import base
 def get_config():
     config = base.get_config()
     config.backbone.finetuned = False
-    config.head = base.head("single_region", region_index=0)
+    config.head.name = "single_region"  # region_index 0 by default: the full frame
     return config

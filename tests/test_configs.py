@@ -28,7 +28,7 @@ EXPECTED = {
     "af_mr_ra": {},
     "t128_ra": {"data.num_timesteps": 128},
     # Table 2: I3D settings x heads
-    "not_finetuned_i3d": {**NOT_FINETUNED, "head.name": "single_region", "head.options.region_index": 0},
+    "not_finetuned_i3d": {**NOT_FINETUNED, "head.name": "single_region"},
     "not_finetuned_ta": {**NOT_FINETUNED, "head.name": "temporal_attention"},
     "not_finetuned_ra": NOT_FINETUNED,
     "not_finetuned_tra": {**NOT_FINETUNED, "head.name": "temporal_region_attention"},
@@ -51,14 +51,10 @@ EXPECTED = {
     "actor_only_i3d": {**FINETUNE, "finetune.regions": ("actor",), "finetune.eval_region": "actor"},
     "actor_only_ra": {"finetune.regions": ("actor",), "finetune.eval_region": "actor"},
     "af_mr_region_mean": {"head.name": "region_mean"},
-    # Beyond the paper
-    "af_mr_softmax": {"head.name": "softmax_attention", "head.options.num_heads": 4,
-                      "head.options.temperature": 1.0},
-    "af_mr_gated": {"head.name": "attention", "head.options.over": ("regions",), "head.options.scorer": "mlp",
-                    "head.options.hidden": 256, "head.options.normalisation": "sigmoid",
-                    "head.options.num_heads": 1, "head.options.temperature": 1.0},
-    "af_mr_context": {"head.name": "rajax.models.context_attention:ContextRegionAttention",
-                      "head.options.hidden": 128},
+    # Beyond the paper (a head's options have defaults: a config names only those it changes)
+    "af_mr_softmax": {"head.name": "softmax_attention"},
+    "af_mr_gated": {"head.name": "attention", "head.options.scorer": "mlp", "head.options.hidden": 256},
+    "af_mr_context": {"head.name": "rajax.models.context_attention:ContextRegionAttention"},
     "end_to_end": {"stage": "end_to_end"},
     "tiny": {"data.num_timesteps": 2, "data.crop_size": 32, "backbone.weights": "random",
              "backbone.width_multiplier": 0.125, "backbone.feature_dtype": "float32",
@@ -148,6 +144,30 @@ def test_command_line_parses_config_overrides():
     assert overrides_from_args(args) == {"head.name": "region_mean", "data.num_timesteps": "8"}
     with pytest.raises(SystemExit):  # argparse rejects a field that does not exist
         build_parser().parse_args(["train", "t4_ra", "--workdir", "w", "--config.head.nmae=x"])
+
+
+def test_a_misspelt_head_option_is_refused_on_the_command_line_and_in_a_config_file(tmp_path):
+    # The parser offers --config.head.options.* for the options the config names: a misspelt one is
+    # not a field, and argparse stops with status 2 before anything runs.
+    good = ["train", "af_mr_gated", "--workdir", "w", "--config.head.options.hidden=64"]
+    assert overrides_from_args(build_parser(good).parse_args(good)) == {"head.options.hidden": "64"}
+    misspelt = ["train", "af_mr_gated", "--workdir", "w", "--config.head.options.temprature=1"]
+    with pytest.raises(SystemExit) as stopped:
+        build_parser(misspelt).parse_args(misspelt)
+    assert stopped.value.code == 2
+    # In a config file, validation names the head, the option and the options it takes.
+    typo = tmp_path / "configs" / "typo.py"
+    typo.parent.mkdir()
+    typo.write_text("from configs import base\n\ndef get_config():\n    config = base.get_config()\n"
+                    "    config.head = base.head('attention', scorer='mlp', hidden=8, temprature=0.5)\n"
+                    "    return config\n")
+    with pytest.raises(RajaxError, match=r"config.head.options.temprature: head 'attention' takes no option "
+                                         r"'temprature' \(its options: over, scorer, normalisation, hidden, "
+                                         r"num_heads, temperature\)"):
+        validate_config(load_config(typo))
+    # A value the head refuses: the head's own check, one line of the same error.
+    with pytest.raises(RajaxError, match=r"config.head.options: head 'attention': hidden=0: an mlp scorer needs"):
+        validate_config(apply_overrides(load_config("af_mr_gated"), {"head.options.hidden": "0"}))
 
 
 def test_missing_and_broken_config_files_are_clear_errors(tmp_path):

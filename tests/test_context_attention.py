@@ -3,8 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from rajax.models import heads
+from rajax.errors import RajaxError
+from rajax.models import check_head, heads
 from rajax.models.context_attention import ContextRegionAttention
 from rajax.train.config import load_config, validate_config
 from rajax.train.stages import build_head
@@ -43,3 +45,16 @@ def test_its_config_names_it_by_import_path_with_its_one_option():
     assert isinstance(head, ContextRegionAttention) and head.hidden == 128 and head.num_classes == 10
     assert heads.head_options(ContextRegionAttention) == {"hidden": 128}
     assert heads.scorer_description(head) == "context MLP scorer (128 tanh units), sigmoid scores"
+
+
+def test_it_keeps_the_head_contract():
+    check_head("rajax.models.context_attention:ContextRegionAttention")
+
+
+def test_it_checks_its_own_option():
+    config = load_config("af_mr_context")
+    with config.head.options.unlocked():
+        config.head.options.hidden = 0
+    with pytest.raises(RajaxError, match=r"config.head.options: head 'rajax.models.context_attention:"
+                                         r"ContextRegionAttention': hidden=0: the scorer needs at least one"):
+        validate_config(config)

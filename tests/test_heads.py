@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rajax.errors import RajaxError
-from rajax.models import heads
+from rajax.models import check_head, heads
 
 B, R, T, C, K = 3, 5, 4, 6, 7
 # Every head's options, exactly (build_head refuses a missing or an unknown one).
@@ -176,14 +176,82 @@ def test_features_in_half_precision_are_computed_in_float32():
     np.testing.assert_array_equal(logits16, logits32)
 
 
-def test_a_misspelt_missing_or_foreign_option_is_an_error_naming_head_and_option():
+def test_a_misspelt_or_foreign_option_is_an_error_naming_head_and_option():
     with pytest.raises(RajaxError, match=r"config.head.options.num_head: head 'softmax_attention' takes no "
-                                         r"option 'num_head' \(its options: num_heads, temperature\)"):
-        heads.build_head("softmax_attention", K, num_head=2, num_heads=2, temperature=1.0)
-    with pytest.raises(RajaxError, match=r"config.head.options.temperature: head 'softmax_attention' needs"):
-        heads.build_head("softmax_attention", K, num_heads=2)
+                                         r"option 'num_head' \(its options: over, scorer, normalisation, hidden, "
+                                         r"num_heads, temperature\)"):
+        heads.build_head("softmax_attention", K, num_head=2, temperature=1.0)
     with pytest.raises(RajaxError, match=r"head 'region_attention' takes no option 'region_index'"):
         heads.build_head("region_attention", K, region_index=0)
+    with pytest.raises(RajaxError, match=r"head 'single_region' takes no option 'scorer'"):
+        heads.build_head("single_region", K, scorer="mlp")
+
+
+def test_an_option_left_out_takes_the_value_of_the_heads_preset():
+    head = heads.build_head("softmax_attention", K, temperature=0.5)
+    assert (head.over, head.scorer, head.normalisation, head.num_heads, head.temperature) == (
+        ("regions",), "linear", "softmax", 4, 0.5)
+    assert heads.build_head("single_region", K).region_index == 0
+    assert heads.build_head("temporal_attention", K, scorer="mlp", hidden=3).over == ("timesteps",)
+
+
+# Written from docs/method.md and docs/new-head.md, not from heads.py: a preset that changes a value
+# (or an AttentionHead default that moves) fails here.
+ATTENTION_DEFAULTS = dict(over=("regions",), scorer="linear", normalisation="sigmoid", hidden=0, num_heads=1,
+                          temperature=1.0)
+PRESETS = {
+    "attention": {},
+    "region_attention": {},
+    "temporal_attention": {"over": ("timesteps",)},
+    "temporal_region_attention": {"over": ("regions", "timesteps")},
+    "region_mean": {"scorer": "uniform"},
+    "softmax_attention": {"normalisation": "softmax", "num_heads": 4},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_the_papers_heads_are_presets_of_the_attention_head(name):
+    cls = heads.HEADS[name]
+    assert issubclass(cls, heads.AttentionHead)
+    assert heads.head_options(cls) == {**ATTENTION_DEFAULTS, **PRESETS[name]}
+    assert cls.__call__ is heads.AttentionHead.__call__  # a name and values, no code of its own
+    # The preset computes what the generic head computes with those options, parameters and all.
+    x = _features(13)
+    preset = heads.build_head(name, K)
+    generic = heads.build_head("attention", K, **PRESETS[name])
+    variables = _init(preset, x)
+    assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape, _init(generic, x))
+    np.testing.assert_array_equal(preset.apply(variables, x)[0], generic.apply(variables, x)[0])
+
+
+@pytest.mark.parametrize("options, problem", [
+    (dict(scorer="mlp"), r"hidden=0: an mlp scorer needs at least one hidden unit"),
+    (dict(temperature=0.0), r"temperature=0.0: must be positive"),
+    (dict(num_heads=0), r"num_heads=0: must be at least 1"),
+    (dict(over=("regions", "space")), r"over=\('regions', 'space'\): give each of regions, timesteps"),
+    (dict(over=()), r"over=\(\): give each of regions, timesteps at most once, and at least one"),
+    (dict(scorer="gated"), r"scorer='gated': choose one of linear, mlp, uniform"),
+    (dict(normalisation="sparsemax"), r"normalisation='sparsemax': choose one of sigmoid, softmax"),
+])
+def test_the_attention_head_checks_its_own_option_values(options, problem):
+    with pytest.raises(RajaxError, match=r"config.head.options: head 'region_attention': " + problem):
+        heads.build_head("region_attention", K, **options)
+    with pytest.raises(ValueError, match=problem):  # built directly, too
+        heads.RegionAttention(num_classes=K, **options)
+
+
+def test_single_region_checks_its_own_option_value():
+    with pytest.raises(RajaxError, match=r"head 'single_region': region_index=-1: must be 0 or more"):
+        heads.build_head("single_region", K, region_index=-1)
+
+
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_every_registered_head_keeps_the_head_contract(name):
+    check_head(name)
+
+
+def test_the_attention_head_keeps_the_contract_with_every_part_in_use():
+    check_head("attention", OPTIONS["attention"])
 
 
 def test_unknown_head_and_bad_shapes_are_clear_errors():

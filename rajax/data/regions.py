@@ -24,9 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-GRID_NAMES = tuple(f"grid_{row}_{col}" for row in range(3) for col in range(3))
-REGION_NAMES = ("full", *GRID_NAMES, "actor")
-REGIONS_WITHOUT_ACTOR = REGION_NAMES[:-1]
+from rajax.data.region_names import GRID_NAMES, REGION_NAMES, REGIONS_WITHOUT_ACTOR  # noqa: F401 - theirs too
 
 GRID_SIDE_FRACTION = 5 / 8
 GRID_OFFSET_FRACTIONS = (0.0, 3 / 16, 3 / 8)

@@ -26,6 +26,11 @@ class ContextRegionAttention(nn.Module):
     dropout_rate: float = 0.0
     hidden: int = 128
 
+    def __post_init__(self):
+        if not self.hidden >= 1:  # checked when the config is validated, before anything runs
+            raise ValueError(f"hidden={self.hidden!r}: the scorer needs at least one hidden unit")
+        super().__post_init__()
+
     @property
     def scorer_description(self) -> str:
         return f"context MLP scorer ({self.hidden} tanh units), sigmoid scores"

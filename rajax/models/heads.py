@@ -21,6 +21,8 @@ Every head has the same signature::
     ``time_score`` ``[B, T']`` (sigmoid scores in [0, 1] for the paper's heads), and
     ``region_weight_heads`` ``[B, H, R]`` with several attention heads.
 
+``rajax.models.check_head`` (``rajax/models/contract.py``) checks any head against this contract.
+
 Heads are made of three parts, each usable alone:
 
 - what is scored: ``per_region`` (each region's feature averaged over time) or ``per_step`` (each
@@ -32,11 +34,13 @@ Heads are made of three parts, each usable alone:
   temperature); ``uniform`` is no scorer at all (plain mean).
 
 :class:`AttentionPool` combines the three over regions or timesteps, :class:`Classifier` is the
-dropout and linear layer every head ends with. The paper's heads are fixed combinations
-(:class:`RegionAttention`, :class:`TemporalAttention`, :class:`TemporalRegionAttention`,
-:class:`RegionMean`); :class:`AttentionHead` exposes every combination as options, so a variant such
-as a gated (MLP-scored) Region Attention is a config file, not a new class. A head that needs
-something new is one class (``rajax/models/context_attention.py`` is the worked example,
+dropout and linear layer every head ends with. :class:`AttentionHead` is the one attention head:
+every combination of the parts is a value of its options, and each option has a default (the
+paper's Region Attention). The paper's heads are presets of it, a name and the option values that
+differ (:class:`RegionAttention`, :class:`TemporalAttention`, :class:`TemporalRegionAttention`,
+:class:`RegionMean`, and :class:`SoftmaxAttention` beyond the paper); a variant such as a gated
+(MLP-scored) Region Attention is a config naming the options it changes, not a new class. A head
+that needs something new is one class (``rajax/models/context_attention.py`` is the worked example,
 ``docs/new-head.md`` walks through it), named in the config by its import path.
 
 Normalisation of the paper's attention: each region gets a sigmoid score ``s_r`` in [0, 1] from a
@@ -48,8 +52,10 @@ the scale of one region feature, as docs/method.md says ("the region features ar
 those weights"). Equal scores therefore give exactly Region Mean.
 
 Options: a head's options are its dataclass fields other than ``num_classes`` and
-``dropout_rate``. ``config.head.options`` must give each of them, and nothing else
-(:func:`head_config_problems`): a misspelt option is an error, never a silent default.
+``dropout_rate``, with the class's values as defaults. ``config.head.options`` names only the ones
+a config changes; an option the head does not take is an error naming the head and the option
+(:func:`option_problems`), never ignored. Each head checks its own values when it is constructed
+(``__post_init__`` raising ValueError), so validating a config builds its head.
 """
 
 from __future__ import annotations
@@ -207,7 +213,7 @@ def describe_pool(scorer: str, normalisation: str, temperature: float = 1.0, hid
 
 
 # --------------------------------------------------------------------------------------------
-# Heads
+# The attention head
 
 
 def pooled_head(module: nn.Module, features, region_mask, time_mask, train: bool, pools: dict[str, dict]):
@@ -232,95 +238,92 @@ def pooled_head(module: nn.Module, features, region_mask, time_mask, train: bool
     return logits, attention
 
 
-PAPER_REGION_POOL = dict(over="regions", scorer="linear", normalisation="sigmoid")
-PAPER_TIME_POOL = dict(over="timesteps", scorer="linear", normalisation="sigmoid")
-
-
-class RegionAttention(nn.Module):
-    """Region Attention (RA), the paper's head: sigmoid-weighted average over regions."""
-
-    num_classes: int
-    dropout_rate: float = 0.0
-    scorer_description = describe_pool("linear", "sigmoid")
-
-    @nn.compact
-    def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        return pooled_head(self, features, region_mask, time_mask, train, {"region_score": PAPER_REGION_POOL})
-
-
-class TemporalAttention(nn.Module):
-    """Temporal Attention (TA): the same scoring over timesteps of the region-averaged features."""
-
-    num_classes: int
-    dropout_rate: float = 0.0
-    scorer_description = describe_pool("linear", "sigmoid")
-
-    @nn.compact
-    def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        return pooled_head(self, features, region_mask, time_mask, train, {"time_score": PAPER_TIME_POOL})
-
-
-class TemporalRegionAttention(nn.Module):
-    """Temporal-Region Attention (TRA): RA and TA vectors concatenated (2C) before the classifier.
-
-    The two scorers are separate layers: one scores regions, the other timesteps.
-    """
-
-    num_classes: int
-    dropout_rate: float = 0.0
-    scorer_description = describe_pool("linear", "sigmoid")
-
-    @nn.compact
-    def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        return pooled_head(self, features, region_mask, time_mask, train,
-                           {"region_score": PAPER_REGION_POOL, "time_score": PAPER_TIME_POOL})
-
-
-class RegionMean(nn.Module):
-    """Region Mean: plain average over regions and time, no attention (the baseline for RA)."""
-
-    num_classes: int
-    dropout_rate: float = 0.0
-    scorer_description = describe_pool("uniform", "sigmoid")
-
-    @nn.compact
-    def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        return pooled_head(self, features, region_mask, time_mask, train,
-                           {"region_pool": dict(over="regions", scorer="uniform")})
+# The parameters of each pool live under these names, whatever the preset: a checkpoint of
+# region_attention is one of attention with the same options.
+_POOL_NAMES = {"regions": "region_score", "timesteps": "time_score"}
 
 
 class AttentionHead(nn.Module):
-    """Any combination of the parts, from the config: what to pool over, how to score, normalise.
+    """The attention head: what to pool over, how to score, how to normalise, all options.
 
     ``over`` is a tuple of ``regions`` and/or ``timesteps`` (both: the two pooled vectors are
-    concatenated, as TRA does); the other options configure every pool alike. The paper's RA is
-    ``over=("regions",), scorer="linear", normalisation="sigmoid"``; a gated RA is the same with
-    ``scorer="mlp"``; multi-head softmax pooling is ``normalisation="softmax", num_heads=4``.
+    concatenated, as TRA does); the other options configure every pool alike. The defaults are
+    the paper's Region Attention; a gated RA is ``scorer="mlp", hidden=256``; multi-head softmax
+    pooling is ``normalisation="softmax", num_heads=4``.
     """
 
     num_classes: int
     dropout_rate: float = 0.0
     over: tuple[str, ...] = ("regions",)
-    scorer: str = "linear"
-    normalisation: str = "sigmoid"
-    hidden: int = 0
-    num_heads: int = 1
-    temperature: float = 1.0
+    scorer: str = "linear"  # linear | mlp | uniform
+    normalisation: str = "sigmoid"  # sigmoid | softmax
+    hidden: int = 0  # width of the mlp scorer's tanh layer
+    num_heads: int = 1  # scores per item; their pooled vectors are concatenated
+    temperature: float = 1.0  # divides the softmax's raw scores
+
+    def __post_init__(self):
+        problems = []
+        if not self.over or not set(self.over) <= set(AXES) or len(set(self.over)) != len(self.over):
+            problems.append(f"over={tuple(self.over)!r}: give each of {', '.join(AXES)} at most once, "
+                            "and at least one")
+        if self.scorer not in SCORERS:
+            problems.append(f"scorer={self.scorer!r}: choose one of {', '.join(SCORERS)}")
+        if self.normalisation not in NORMALISATIONS:
+            problems.append(f"normalisation={self.normalisation!r}: choose one of {', '.join(NORMALISATIONS)}")
+        if self.scorer == "mlp" and not self.hidden >= 1:
+            problems.append(f"hidden={self.hidden!r}: an mlp scorer needs at least one hidden unit")
+        if not self.num_heads >= 1:
+            problems.append(f"num_heads={self.num_heads!r}: must be at least 1")
+        if not self.temperature > 0:
+            problems.append(f"temperature={self.temperature!r}: must be positive")
+        if problems:
+            raise ValueError("; ".join(problems))
+        super().__post_init__()
 
     @property
     def scorer_description(self) -> str:
-        return describe_pool(self.scorer, self.normalisation, self.temperature, self.hidden)
+        heads = f"{self.num_heads} heads, " if self.num_heads > 1 and self.scorer != "uniform" else ""
+        return heads + describe_pool(self.scorer, self.normalisation, self.temperature, self.hidden)
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
         options = dict(scorer=self.scorer, normalisation=self.normalisation, hidden=self.hidden,
                        num_heads=self.num_heads, temperature=self.temperature)
-        names = {"regions": "region_score", "timesteps": "time_score"}
         return pooled_head(self, features, region_mask, time_mask, train,
-                           {names[axis]: dict(options, over=axis) for axis in self.over})
+                           {_POOL_NAMES[axis]: dict(options, over=axis) for axis in self.over})
 
 
-class SoftmaxAttention(nn.Module):
+# --------------------------------------------------------------------------------------------
+# The paper's heads: presets of AttentionHead, a name and the option values that differ. No code
+# of their own; a config may change any of their options as it would AttentionHead's.
+
+
+class RegionAttention(AttentionHead):
+    """Region Attention (RA), the paper's head: sigmoid-weighted average over regions (the defaults)."""
+
+
+class TemporalAttention(AttentionHead):
+    """Temporal Attention (TA): the same scoring over timesteps of the region-averaged features."""
+
+    over: tuple[str, ...] = ("timesteps",)
+
+
+class TemporalRegionAttention(AttentionHead):
+    """Temporal-Region Attention (TRA): RA and TA vectors concatenated (2C) before the classifier.
+
+    The two scorers are separate layers: one scores regions, the other timesteps.
+    """
+
+    over: tuple[str, ...] = ("regions", "timesteps")
+
+
+class RegionMean(AttentionHead):
+    """Region Mean: plain average over regions and time, no attention (the baseline for RA)."""
+
+    scorer: str = "uniform"
+
+
+class SoftmaxAttention(AttentionHead):
     """Beyond the paper: multi-head softmax attention pooling over regions.
 
     Each of ``num_heads`` heads scores every (time-averaged) region with its own linear layer,
@@ -330,20 +333,8 @@ class SoftmaxAttention(nn.Module):
     heads' mean distribution, ``region_weight_heads`` [B, H, R] each head's.
     """
 
-    num_classes: int
-    dropout_rate: float = 0.0
+    normalisation: str = "softmax"
     num_heads: int = 4
-    temperature: float = 1.0
-
-    @property
-    def scorer_description(self) -> str:
-        return f"{self.num_heads} heads, " + describe_pool("linear", "softmax", self.temperature)
-
-    @nn.compact
-    def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
-        pool = dict(over="regions", scorer="linear", normalisation="softmax", num_heads=self.num_heads,
-                    temperature=self.temperature)
-        return pooled_head(self, features, region_mask, time_mask, train, {"region_score": pool})
 
 
 class SingleRegion(nn.Module):
@@ -357,6 +348,11 @@ class SingleRegion(nn.Module):
     dropout_rate: float = 0.0
     region_index: int = 0
     scorer_description = "no scorer: one region"
+
+    def __post_init__(self):
+        if not self.region_index >= 0:
+            raise ValueError(f"region_index={self.region_index!r}: must be 0 or more")
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, features, region_mask=None, time_mask=None, *, train: bool = False):
@@ -384,6 +380,10 @@ HEADS = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# From config.head to a head
+
+
 def head_class(name: str) -> type[nn.Module]:
     """The class a ``config.head.name`` names: a key of ``HEADS`` or ``"package.module:Class"``."""
     if name in HEADS:
@@ -402,29 +402,46 @@ def head_class(name: str) -> type[nn.Module]:
 
 
 def head_options(cls: type[nn.Module]) -> dict[str, object]:
-    """A head's options (its own dataclass fields) and their Python defaults."""
+    """A head's options (its own dataclass fields) and their defaults (``dataclasses.MISSING``
+    for an option the class gives no default)."""
     skipped = {"parent", "name", *COMMON_FIELDS}
     return {field.name: field.default for field in dataclasses.fields(cls) if field.name not in skipped}
 
 
 def option_problems(name: str, options: dict) -> list[str]:
-    """Each option ``options`` lacks or has too many for the head ``name``, named with the head."""
+    """Each option of ``options`` the head ``name`` does not take, and each it needs (no default)
+    that ``options`` lacks, named with the head."""
     wanted = head_options(head_class(name))
     problems = [f"config.head.options.{key}: head {name!r} takes no option {key!r} "
                 f"(its options: {', '.join(wanted) or 'none'})" for key in options if key not in wanted]
-    problems += [f"config.head.options.{key}: head {name!r} needs this option "
-                 f"(set config.head.options.{key} in the experiment's config file; the head's own default "
-                 f"is {default!r})" for key, default in wanted.items() if key not in options]
+    problems += [f"config.head.options.{key}: head {name!r} needs this option (it has no default)"
+                 for key, default in wanted.items() if default is dataclasses.MISSING and key not in options]
     return problems
 
 
+def _head_or_problems(name: str, num_classes: int, dropout_rate: float,
+                      options: dict) -> tuple[nn.Module | None, list[str]]:
+    """The head, or the reasons it cannot be built (one line each, naming head and option)."""
+    try:
+        problems = option_problems(name, options)
+    except RajaxError as error:
+        return None, [str(error)]
+    if problems:
+        return None, problems
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
+    try:
+        return head_class(name)(num_classes=num_classes, dropout_rate=dropout_rate, **values), []
+    except (ValueError, TypeError) as error:  # the head refuses its option values
+        return None, [f"config.head.options: head {name!r}: {error}"]
+
+
 def build_head(name: str, num_classes: int, dropout_rate: float = 0.0, **options) -> nn.Module:
-    """The head ``name`` with exactly its options; any missing or unknown option is an error."""
-    problems = option_problems(name, options)
+    """The head ``name`` with ``options`` over its defaults; an option it does not take, or a value
+    it refuses, is a RajaxError naming the head and the option."""
+    head, problems = _head_or_problems(name, num_classes, dropout_rate, options)
     if problems:
         raise RajaxError("; ".join(problems))
-    values = {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
-    return head_class(name)(num_classes=num_classes, dropout_rate=dropout_rate, **values)
+    return head
 
 
 def scorer_description(head: nn.Module) -> str:
@@ -432,29 +449,13 @@ def scorer_description(head: nn.Module) -> str:
     return getattr(head, "scorer_description", "learned scores")
 
 
-def head_config_problems(head_config) -> list[str]:
+def head_config_problems(head_config, num_classes: int) -> list[str]:
     """One line per problem of ``config.head`` (checked with the rest of the config, up front)."""
     from rajax.models import losses
 
-    try:
-        problems = option_problems(head_config.name, dict(head_config.options))
-    except RajaxError as error:
-        return [str(error)]
+    _, problems = _head_or_problems(head_config.name, num_classes, head_config.dropout_rate,
+                                    dict(head_config.options))
     if not 0 <= head_config.dropout_rate < 1:
         problems.append(f"config.head.dropout_rate={head_config.dropout_rate}: must be in [0, 1)")
-    options = dict(head_config.options)
-    if options.get("scorer") not in (None, *SCORERS):
-        problems.append(f"config.head.options.scorer={options['scorer']}: choose one of {', '.join(SCORERS)}")
-    if options.get("normalisation") not in (None, *NORMALISATIONS):
-        problems.append(f"config.head.options.normalisation={options['normalisation']}: choose one of "
-                        f"{', '.join(NORMALISATIONS)}")
-    if "over" in options and (not options["over"] or set(options["over"]) - set(AXES)):
-        problems.append(f"config.head.options.over={options['over']}: a non-empty choice of {', '.join(AXES)}")
-    if options.get("scorer") == "mlp" and options.get("hidden", 0) < 1:
-        problems.append("config.head.options.hidden: an mlp scorer needs at least one hidden unit")
-    if options.get("temperature", 1.0) <= 0:
-        problems.append(f"config.head.options.temperature={options['temperature']}: must be positive")
-    if options.get("num_heads", 1) < 1:
-        problems.append(f"config.head.options.num_heads={options['num_heads']}: must be at least 1")
     problems += losses.aux_loss_problems(head_config.aux_losses)
     return problems

@@ -317,7 +317,7 @@ def config_problems(config) -> list[str]:
 def _head_problems(config) -> list[str]:
     from rajax.models.heads import head_config_problems
 
-    return head_config_problems(config.head)
+    return head_config_problems(config.head, len(config.classes))
 
 
 def validate_config(config):
