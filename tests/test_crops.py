@@ -77,10 +77,10 @@ def kinetics_functions():
     ("kinetics_clips/arm_wrestling.mp4", (60, 70, 120)),
     ("kinetics_clips/flipping_pancake.mkv", (20, 10, 200)),
 ])
-def test_features_and_logits_from_the_device_path_equal_the_host_path(shared_dir, kinetics_functions, name, actor):
+def test_features_and_logits_from_the_device_path_equal_the_host_path(input_path, kinetics_functions, name, actor):
     """Real videos through the Kinetics I3D: regions cut on the device vs TensorFlow on the host."""
     variables, run = kinetics_functions
-    path = str(shared_dir / "data" / name)
+    path = str(input_path(f"data/{name}"))
     names = ("full", "grid_1_2", "actor")
     # The canvas holds the native square (496 for the dancer), so both paths see the same pixels.
     frames, boxes = load_video_frames(path, regions=names, actor_square=actor, num_timesteps=2, timestep_length=8,

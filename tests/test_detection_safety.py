@@ -33,8 +33,8 @@ def yolo_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def short_clip(shared_dir) -> Path:
-    return shared_dir / "data/odd_videos/video_0.mov"  # 3 frames: one detector call with --every 50
+def short_clip(input_path) -> Path:
+    return input_path("data/odd_videos/video_0.mov")  # 3 frames: one detector call with --every 50
 
 
 def run_cli(argv: list[str], capfd) -> tuple[int, str]:

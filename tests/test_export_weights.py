@@ -259,7 +259,7 @@ def test_nothing_is_overwritten_without_overwrite(tiny_run, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def kinetics(shared_dir, tmp_path_factory):
+def kinetics(input_path, tmp_path_factory):
     """The two Kinetics clips (64 central frames, decoded as rajax classify does), rajax's logits
     and features for them, and the default Kinetics-400 checkpoint exported to both formats by
     the command with its default --input."""
@@ -269,7 +269,7 @@ def kinetics(shared_dir, tmp_path_factory):
 
     clips = []
     for name in KINETICS_CLIPS:
-        path = shared_dir / "data" / "kinetics_clips" / name
+        path = input_path(f"data/kinetics_clips/{name}")
         start = (probe(path).num_frames - CLIP_FRAMES) // 2
         clips.append(resize_square(central_square_crop(read_frames(path, np.arange(start, start + CLIP_FRAMES))), 224))
     clips = np.stack(clips)

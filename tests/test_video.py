@@ -353,8 +353,8 @@ def test_max_side_scales_while_decoding(dancer_video, cricket_gif):
     np.testing.assert_array_equal(next(video.iter_frames(cricket_gif, max_side=112))[1], gif[0])
 
 
-def test_rotated_phone_video_comes_out_upright_at_the_scaled_size(shared_dir):
-    phone = shared_dir / "data/odd_videos/video_90.mov"
+def test_rotated_phone_video_comes_out_upright_at_the_scaled_size(input_path):
+    phone = input_path("data/odd_videos/video_90.mov")
     info = video.probe(phone)
     assert info.rotation in (90, 270) and (info.height, info.width) == (568, 320)
     full = video.read_frames(phone, [0, 2])
