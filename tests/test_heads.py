@@ -1,4 +1,4 @@
-"""The heads: each checked against a NumPy computation of its formula, masks, and learning a toy task."""
+"""The heads: each against a NumPy computation of its formula, masks, the presets, option errors, the head contract."""
 
 import jax
 import jax.numpy as jnp

@@ -2,8 +2,9 @@
 
 A run directory holds two Orbax ``CheckpointManager`` folders:
 
-- ``checkpoints/<step>/``: saved every ``config.checkpoint.every_steps`` steps and at the end of
-  every epoch; the newest ``config.checkpoint.keep`` are kept. A killed run resumes from the newest.
+- ``checkpoints/<step>/``: saved every ``config.checkpoint.every_steps`` steps, at the end of every
+  ``config.checkpoint.every_epochs``-th epoch (0: none) and after the last step (``trainer.fit``);
+  the newest ``config.checkpoint.keep`` are kept. A killed run resumes from the newest.
 - ``best/<step>/``: the state with the best validation accuracy so far (ties: lower validation
   loss); one is kept. Evaluation and later stages read this one.
 
