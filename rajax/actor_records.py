@@ -264,11 +264,6 @@ def append_record(path: str | os.PathLike, record: dict) -> None:
         raise _write_error(Path(path), error) from None
 
 
-def done_keys(records: list[dict]) -> set[str]:
-    """Keys of the videos that have a detection record (failures do not count as done)."""
-    return {record_key(record) for record in records if "error" not in record}
-
-
 def record_key(record: dict) -> str:
     return record.get("resolved_path") or video_key(record["path"])
 

@@ -3,26 +3,8 @@
 import numpy as np
 import pytest
 
+from rajax.data.regions import central_square_box
 from rajax.detection import geometry
-
-
-@pytest.mark.parametrize(
-    "height, width, expected",
-    [
-        (240, 320, (40, 0, 240)),  # landscape: centred horizontally
-        (320, 240, (0, 40, 240)),  # portrait: centred vertically
-        (496, 518, (11, 0, 496)),  # the dancer video
-        (100, 101, (0, 0, 100)),  # odd difference: the extra column goes to the right margin
-        (64, 64, (0, 0, 64)),
-    ],
-)
-def test_central_square(height, width, expected):
-    assert geometry.central_square(height, width) == expected
-
-
-def test_central_square_rejects_empty_frame():
-    with pytest.raises(ValueError):
-        geometry.central_square(0, 10)
 
 
 def test_mean_box_averages_each_coordinate():
@@ -99,7 +81,7 @@ def test_actor_square_invariants_on_random_boxes():
     rng = np.random.default_rng(0)
     for _ in range(500):
         height, width = (int(v) for v in rng.integers(20, 400, size=2))
-        offset_x, offset_y, frame_side = geometry.central_square(height, width)
+        offset_x, offset_y, frame_side = central_square_box(height, width)
         x0, x1 = np.sort(rng.uniform(-0.2 * width, 1.2 * width, size=2))
         y0, y1 = np.sort(rng.uniform(-0.2 * height, 1.2 * height, size=2))
         left, top, side = geometry.actor_square([x0, y0, x1, y1], height, width)

@@ -28,7 +28,10 @@ def test_central_square_box():
     assert regions.central_square_box(320, 240) == (0, 40, 240)  # portrait: vertical centre
     assert regions.central_square_box(496, 518) == (11, 0, 496)  # the dancer video
     assert regions.central_square_box(100, 103) == (1, 0, 100)  # odd margin: extra pixel right
+    assert regions.central_square_box(100, 101) == (0, 0, 100)  # one pixel: to the right margin
     assert regions.central_square_box(64, 64) == (0, 0, 64)
+    with pytest.raises(ValueError, match="frame size must be positive, got 0x10"):
+        regions.central_square_box(0, 10)
 
 
 @pytest.mark.parametrize(

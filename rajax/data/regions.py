@@ -67,9 +67,12 @@ def resolve_regions(regions: int | str | Sequence[str] | None = None) -> tuple[s
 def central_square_box(height: int, width: int) -> tuple[int, int, int]:
     """``(x0, y0, side)`` of the central square of a ``height`` x ``width`` frame.
 
-    The same box as ``rajax.detection.geometry.central_square``: an odd margin leaves its extra
-    pixel on the right (bottom).
+    When the margins differ by one pixel the extra one goes to the right (bottom) margin, as with
+    ``frame[(h - s) // 2 : ..., (w - s) // 2 : ...]``. Actor Focus (``rajax.detection.geometry``)
+    places the actor square in this same box.
     """
+    if height < 1 or width < 1:
+        raise ValueError(f"frame size must be positive, got {height}x{width}")
     side = min(height, width)
     return (width - side) // 2, (height - side) // 2, side
 

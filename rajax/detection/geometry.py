@@ -7,7 +7,8 @@ convention of YOLO's ``xyxy``):
 - original: the decoded frame, ``width`` x ``height``;
 - square: the central square crop of the frame that the model sees (docs/method.md, Input 2), of side
   ``min(height, width)``, centred horizontally in a landscape frame and vertically in a portrait
-  one. A point ``(x, y)`` of the original frame is ``(x - offset_x, y - offset_y)`` in the square.
+  one (``rajax.data.regions.central_square_box``). A point ``(x, y)`` of the original frame is
+  ``(x - offset_x, y - offset_y)`` in the square.
 
 The actor square is stored as ``[x0, y0, side]`` in integer square-frame pixels: the cropper takes
 ``square[y0:y0 + side, x0:x0 + side]``, which always lies inside the square frame.
@@ -20,17 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def central_square(height: int, width: int) -> tuple[int, int, int]:
-    """``(offset_x, offset_y, side)`` of the central square crop of a ``height`` x ``width`` frame.
-
-    When the difference is odd the extra pixel goes to the right (bottom) margin, as with
-    ``frame[(h - s) // 2 : ..., (w - s) // 2 : ...]``.
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"frame size must be positive, got {height}x{width}")
-    side = min(height, width)
-    return (width - side) // 2, (height - side) // 2, side
+from rajax.data.regions import central_square_box
 
 
 def mean_box(boxes: Sequence[Sequence[float]] | np.ndarray) -> list[float] | None:
@@ -43,14 +34,14 @@ def mean_box(boxes: Sequence[Sequence[float]] | np.ndarray) -> list[float] | Non
 
 def original_to_square(box_xyxy: Sequence[float], height: int, width: int) -> list[float]:
     """An xyxy box in original-frame pixels, expressed in square-frame pixels (not clipped)."""
-    offset_x, offset_y, _ = central_square(height, width)
+    offset_x, offset_y, _ = central_square_box(height, width)
     x0, y0, x1, y1 = (float(v) for v in box_xyxy)
     return [x0 - offset_x, y0 - offset_y, x1 - offset_x, y1 - offset_y]
 
 
 def square_to_original(box_xyxy: Sequence[float], height: int, width: int) -> list[float]:
     """An xyxy box in square-frame pixels, expressed in original-frame pixels."""
-    offset_x, offset_y, _ = central_square(height, width)
+    offset_x, offset_y, _ = central_square_box(height, width)
     x0, y0, x1, y1 = (float(v) for v in box_xyxy)
     return [x0 + offset_x, y0 + offset_y, x1 + offset_x, y1 + offset_y]
 
@@ -68,7 +59,7 @@ def actor_square(box_xyxy: Sequence[float] | None, height: int, width: int) -> l
     square frame is clipped to it (the actor square is then the whole square frame). ``None`` (no
     person detected) gives the whole square frame: the Actor Focus fallback.
     """
-    _, _, frame_side = central_square(height, width)
+    _, _, frame_side = central_square_box(height, width)
     if box_xyxy is None:
         return [0, 0, frame_side]
     x0, y0, x1, y1 = original_to_square(box_xyxy, height, width)
@@ -86,6 +77,6 @@ def actor_square(box_xyxy: Sequence[float] | None, height: int, width: int) -> l
 
 def actor_square_xyxy(square: Sequence[int], height: int, width: int) -> list[int]:
     """The actor square ``[x0, y0, side]`` (square-frame pixels) as an xyxy box in original pixels."""
-    offset_x, offset_y, _ = central_square(height, width)
+    offset_x, offset_y, _ = central_square_box(height, width)
     x0, y0, side = (int(v) for v in square)
     return [x0 + offset_x, y0 + offset_y, x0 + offset_x + side, y0 + offset_y + side]

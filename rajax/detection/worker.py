@@ -83,6 +83,7 @@ def detect_video(detector, path: str, every: int, detector_name: str, frames_bar
     """The actor record of one video (raises VideoError when it cannot be read)."""
     from rajax.actor_records import video_key
     from rajax.data import video
+    from rajax.data.regions import central_square_box
     from rajax.detection import geometry
     from rajax.errors import VideoError
 
@@ -133,7 +134,7 @@ def detect_video(detector, path: str, every: int, detector_name: str, frames_bar
         "mean_confidence": None if not confidences else round(sum(confidences) / len(confidences), 4),
         "actor_square_xyxy": geometry.actor_square_xyxy(square, height, width),
         "actor_square": square,
-        "square_side": geometry.central_square(height, width)[2],
+        "square_side": central_square_box(height, width)[2],
         "fallback": box is None,
         "detector": detector_name,
     }
