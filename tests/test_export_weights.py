@@ -17,13 +17,14 @@ import pytest
 import torch
 
 from numerics import i3d_atol
-from rajax import cli, export, weights
+from rajax import cli, weights
 from rajax.errors import WeightsError
 from rajax.models.heads import RegionAttention
 from rajax.models.i3d import InceptionI3d
 from rajax.reference.torch_i3d import InceptionI3d as TorchInceptionI3d
 from rajax.train import backbone, checkpoints, forwards, steps, trainer
 from rajax.train.config import load_config, write_config_json
+from rajax.weights import export
 from test_i3d import tf_i3d
 
 KINETICS_CLIPS = {"arm_wrestling.mp4": "arm wrestling", "flipping_pancake.mkv": "flipping pancake"}

