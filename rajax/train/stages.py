@@ -87,7 +87,8 @@ def finetune(config) -> tuple[Task, Data]:
 
 
 def build_head(config):
-    """The head of ``config.head``: its name, dropout and exactly its own options."""
+    """The head of ``config.head``: its name, dropout and the options the config changes (the
+    others keep the head's defaults; one it does not take is a RajaxError)."""
     from rajax.models.heads import build_head as build
 
     return build(config.head.name, len(config.classes), config.head.dropout_rate, **config.head.options)
