@@ -77,7 +77,15 @@ def get_config():
         dataset="breakfast/both",   # TFDS builder (rajax.datasets): breakfast/both (paper: both stereo
                                     # channels, 1989 videos), breakfast/ch0, or video_folder
         data_dir="",                # TFDS data_dir ('' = TFDS default)
-        csv="",                     # instead of TFDS: a CSV of path,label,split rows
+        csv="",                     # instead of TFDS: a CSV of path,label[,split[,group]] rows
+        folder="",                  # or a folder of class folders (<class>/<video>), splits drawn
+        group_pattern="",           # rajax: regex giving each video's group from its id (the
+                                    # person, recording or source video; '' = the CSV's group
+                                    # column, else none); groups are never split across splits
+        test_groups="",             # draws the test split of videos without one: the groups this
+                                    # regex matches (e.g. UCF101's split 1) ...
+        test_fraction=0.0,          # ... or this fraction of each class's groups
+        validation_fraction=0.0,    # draws validation: this fraction of each class's other groups
         train_split="train",        # paper: first 44 actors minus 5 held out (1322 videos)
         validation_split="validation",  # paper: those 5 actors (256 videos)
         test_split="test",          # paper: the last 8 actors (411 videos)
@@ -115,6 +123,19 @@ def get_config():
     config.finetune.regions = REGION_NAMES  # regions drawn from while fine-tuning (paper: 11)
     config.finetune.eval_region = "full"    # validation and "I3D alone" accuracy on this region
     config.finetune.dropout_rate = 0.5      # before the new logits (DeepMind I3D's keep prob. 0.5)
+    # rajax's fine-tuning options beyond the paper (docs/training.md, "Fine-tuning choices"); the
+    # values here are the paper's recipe as written.
+    config.finetune.classifier_init = "random"  # the new classifier: random, or "probe": a linear
+                                                # classifier fitted first on the Kinetics features
+                                                # of the training videos' regions (linear probing
+                                                # then fine-tuning)
+    config.finetune.probe_features = ""     # the feature store of "probe" ('' = rajax run's
+                                            # Kinetics features)
+    config.finetune.sampling = ""           # timesteps of the training clips ('' = data.sampling;
+                                            # "random": temporal jitter)
+    config.finetune.flip = False            # mirror a random half of the training clips
+    config.finetune.validation_regions = ()  # validate on the mean of the classifier's logits over
+                                             # these regions (() = finetune.eval_region alone)
 
     # Stage 3: the head on the stored features (paper: Adam 1e-3, eps 1e-8, weight decay 1e-5,
     # cross-entropy, 100 epochs, best validation checkpoint). Batch size is rajax's choice.
@@ -132,6 +153,20 @@ def get_config():
     config.end_to_end.remat = True          # recompute the trainable blocks in the backward pass
     config.end_to_end.dtype = "bfloat16"    # compute dtype of the backbone
     config.end_to_end.init_head = True      # start the head from stage 3's best checkpoint
+
+    # `rajax run`: the stages of the recipe in one work directory (rajax.recipe).
+    config.run = ml_collections.ConfigDict(dict(
+        backbones=("kinetics", "finetuned"),  # stage 2 with the Kinetics-400 I3D as it is, and after
+                                              # stage 1 (fine-tuned)
+        rows=("i3d", "region_mean", "region_attention", "region_attention_no_actor", "full_frame",
+              "actor_only"),                  # Table 3's rows, each a head on some regions
+                                              # (rajax.recipe.rows)
+        cv_folds=0,                 # k-fold cross-validation of the Kinetics features over all the
+                                    # videos, whole groups per fold (0: none)
+        bootstrap_samples=2000,     # 95% interval of each test accuracy (bootstrap over test videos)
+        detect_every=1,             # YOLO on every n-th frame when the recipe detects the actors
+        pictures=True,
+    ))
 
     config.checkpoint = ml_collections.ConfigDict(dict(
         every_steps=1000,

@@ -10,4 +10,6 @@ def get_config():
     config.finetune.num_epochs = 2
     config.train_head.num_epochs = 30
     config.train_head.eval_every_epochs = 10
+    config.run.detect_every = 30
+    config.run.cv_folds = 0
     return config

@@ -26,6 +26,7 @@ COMMANDS = {
     "extract": "extract",
     "evaluate": "evaluate",
     "predict": "predict",
+    "run": "run",
     "demo": "demo",
     "info": "info",
 }

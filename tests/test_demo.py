@@ -165,17 +165,20 @@ def quick_demo(tmp_path_factory, yolo_weights):
 
 @pytest.mark.slow
 def test_quick_demo_reports_every_row_for_both_backbones_consistently(quick_demo):
-    from rajax.demo.run import RESULT_HEADS
+    from rajax.recipe.rows import ROWS
 
     workdir, done, summary = quick_demo
     manifest = json.loads((workdir / "videos" / generate.MANIFEST_FILE).read_text())
     test_labels = sorted(v["label"] for v in manifest["videos"] if v["split"] == "test")
     counts = {key: summary["dataset"][key] for key in ("videos", "train_videos", "validation_videos", "test_videos")}
     assert counts == {"videos": 16, "train_videos": 8, "validation_videos": 4, "test_videos": 4}
-    assert set(summary["results"]) == {f"{b}/{h}" for b in ("kinetics", "finetuned") for h in RESULT_HEADS}
+    assert set(summary["results"]) == {f"{b}/{h}" for b in ("kinetics", "finetuned") for h in ROWS}
     for key, result in summary["results"].items():
-        assert set(result) == {"test_accuracy", "cv_accuracy_mean", "cv_accuracy_se"}
-        assert 0.0 <= result["test_accuracy"] <= 1.0
+        assert set(result) == {"test_accuracy", "test_accuracy_ci95", "cv_accuracy_mean", "cv_accuracy_se"}
+        # The result is its report's, whose accuracy is recomputed below from the predictions.
+        assert result["test_accuracy"] == summary["reports"][key]["accuracy"], key
+        low, high = result["test_accuracy_ci95"]
+        assert low <= result["test_accuracy"] <= high
         assert result["cv_accuracy_mean"] is None and result["cv_accuracy_se"] is None  # no CV in --quick
     for key, report in summary["reports"].items():
         # Each accuracy recomputed from the per-video predictions, on exactly the test videos.
@@ -186,7 +189,7 @@ def test_quick_demo_reports_every_row_for_both_backbones_consistently(quick_demo
     assert summary["results"]["kinetics/i3d"]["test_accuracy"] == summary["results"]["kinetics/full_frame"]["test_accuracy"]
     assert summary["results"]["finetuned/i3d"]["test_accuracy"] == summary["reports"]["finetuned/i3d"]["accuracy"]
     # The table on stdout says the same.
-    for head in RESULT_HEADS:
+    for head in ROWS:
         line = next(line for line in done.stdout.splitlines() if line.startswith(summary["titles"][head]))
         for backbone in ("kinetics", "finetuned"):
             assert f"{100 * summary['results'][f'{backbone}/{head}']['test_accuracy']:.1f}%" in line

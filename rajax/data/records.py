@@ -2,7 +2,7 @@
 
 A :class:`VideoRecord` is all the pipeline needs to know about a video before decoding it. Build a
 list of them from a folder with one subfolder per class (:func:`records_from_folder`), from a CSV of
-``path,label[,split]`` rows (:func:`records_from_csv`), and attach the actor squares found by
+``path,label[,split[,group]]`` rows (:func:`records_from_csv`), and attach the actor squares found by
 ``rajax detect-actors`` with :func:`attach_actor_squares`. TFDS datasets skip this step: their
 examples already carry the same fields (see ``rajax.data.sources.tfds_videos``).
 """
@@ -27,6 +27,9 @@ class VideoRecord:
     ``actor_square`` is ``(x0, y0, side)`` in central-square pixels (``None``: no detection; the
     actor region is then the full frame). ``num_frames`` is ``None`` when not known yet (the
     pipeline probes the file). ``split`` is free text ("train", "validation", "test") or ``None``.
+    ``group`` names what the video shares with others (the person, the recording, the longer video
+    it was cut from): videos of one group must not be split between training and test
+    (``rajax.data.splits``); ``None`` is a group of its own.
     """
 
     video_id: str
@@ -35,6 +38,7 @@ class VideoRecord:
     actor_square: tuple[int, int, int] | None = None
     num_frames: int | None = None
     split: str | None = None
+    group: str | None = None
 
 
 def _video_files(folder: Path) -> list[Path]:
@@ -75,39 +79,51 @@ def records_from_folder(
     return records, list(class_names)
 
 
+CSV_COLUMNS = ("path", "label", "split", "group")
+
+
 def records_from_csv(
     csv_file: str | os.PathLike,
     class_names: Sequence[str] | None = None,
     *,
     splits: Sequence[str] | None = None,
     default_split: str | None = None,
+    unsplit_ok: bool = False,
 ) -> tuple[list[VideoRecord], list[str]]:
-    """Records from a CSV of ``path,label[,split]`` rows (a ``path,label,...`` header is optional).
+    """Records from a CSV of ``path,label[,split[,group]]`` rows.
 
-    Relative paths are relative to the CSV's folder. Labels are class names; their index is the
-    position in ``class_names`` (default: the sorted distinct labels). ``video_id`` is the path
-    without its suffix.
+    A header row is optional; with one (its first cell ``path``), the columns are those it names,
+    in any order (``path`` and ``label`` required; ``split`` and ``group`` optional; any other name
+    is an error). Relative paths are relative to the CSV's folder. Labels are class names; their
+    index is the position in ``class_names`` (default: the sorted distinct labels). ``video_id`` is
+    the path without its suffix; ``group`` is free text (empty: the video is a group of its own).
 
     Nothing is dropped or merged silently; each of these is an error naming the file and its
     line(s): a path listed twice (with the same or another label or split: one video must not be
     trained on and tested), two paths with the same video id (``x.mp4`` and ``x.avi``), a split not
-    in ``splits`` (when given), and an empty split, unless ``default_split`` says where such rows go.
+    in ``splits`` (when given), and an empty split, unless ``default_split`` says where such rows go
+    or ``unsplit_ok`` keeps them without one (their split is drawn later: ``rajax.data.splits``).
     """
     csv_file = Path(csv_file)
     if not csv_file.is_file():
         raise RajaxError(f"{csv_file}: no such CSV file")
-    rows = _read_csv_rows(csv_file)
+    columns, rows = _read_csv_rows(csv_file)
     parsed = []
     seen_paths: dict[str, int] = {}
     seen_ids: dict[str, tuple[int, str]] = {}
     for line, row in rows:
-        if len(row) not in (2, 3):
-            raise RajaxError(f"{csv_file}: line {line} has {len(row)} columns; expected path,label[,split]")
-        path, label = row[0].strip(), row[1].strip()
-        split = (row[2].strip() if len(row) == 3 else "") or default_split
+        if columns is None and len(row) not in (2, 3, 4):
+            raise RajaxError(f"{csv_file}: line {line} has {len(row)} columns; expected path,label[,split[,group]]")
+        if columns is not None and len(row) != len(columns):
+            raise RajaxError(f"{csv_file}: line {line} has {len(row)} columns; the header names {len(columns)} "
+                             f"({','.join(columns)})")
+        cells = dict(zip(columns or CSV_COLUMNS, (cell.strip() for cell in row)))
+        path, label = cells["path"], cells["label"]
+        split = cells.get("split") or default_split
+        group = cells.get("group") or None
         if not path or not label:
             raise RajaxError(f"{csv_file}: line {line} has an empty path or label")
-        if split is None and splits is not None:
+        if split is None and splits is not None and not unsplit_ok:
             raise RajaxError(f"{csv_file}: line {line} ({path}) has no split; give one of {', '.join(splits)}")
         if split is not None and splits is not None and split not in splits:
             raise RajaxError(f"{csv_file}: line {line} ({path}) has split {split!r}, not one of {', '.join(splits)}")
@@ -121,24 +137,25 @@ def records_from_csv(
             raise RajaxError(f"{csv_file}: line {line} ({path}) and line {other_line} ({other_path}) give the "
                              f"same video id {video_id!r}; rename one of the files")
         seen_ids[video_id] = (line, path)
-        parsed.append((line, path, video_id, label, split))
+        parsed.append((line, path, video_id, label, split, group))
     if not parsed:
         raise RajaxError(f"{csv_file}: no rows")
     if class_names is None:
-        class_names = sorted({label for _, _, _, label, _ in parsed})
+        class_names = sorted({label for _, _, _, label, _, _ in parsed})
     index = {name: i for i, name in enumerate(class_names)}
     records = []
-    for line, path, video_id, label, split in parsed:
+    for line, path, video_id, label, split, group in parsed:
         if label not in index:
             raise RajaxError(f"{csv_file}: line {line}: label {label!r} of {path} is not among the class names "
                              f"({', '.join(class_names)})")
         full = Path(path) if Path(path).is_absolute() else csv_file.parent / path
-        records.append(VideoRecord(video_id, str(full), index[label], split=split))
+        records.append(VideoRecord(video_id, str(full), index[label], split=split, group=group))
     return records, list(class_names)
 
 
-def _read_csv_rows(csv_file: Path) -> list[tuple[int, list[str]]]:
-    """``(line number, cells)`` of every non-blank row, the header left out."""
+def _read_csv_rows(csv_file: Path) -> tuple[tuple[str, ...] | None, list[tuple[int, list[str]]]]:
+    """The header's column names (``None`` without a header) and ``(line number, cells)`` of every
+    other non-blank row."""
     try:
         with open(csv_file, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -148,9 +165,29 @@ def _read_csv_rows(csv_file: Path) -> list[tuple[int, list[str]]]:
                          "save the CSV as UTF-8") from None
     except csv.Error as error:
         raise RajaxError(f"{csv_file}: not a readable CSV ({error})") from None
-    if rows and rows[0][1][0].strip().lower() == "path":
-        rows = rows[1:]
-    return rows
+    if not rows or rows[0][1][0].strip().lower() != "path":
+        return None, rows
+    columns = tuple(cell.strip().lower() for cell in rows[0][1])
+    unknown = [name for name in columns if name not in CSV_COLUMNS]
+    if unknown or len(set(columns)) != len(columns) or "label" not in columns:
+        raise RajaxError(f"{csv_file}: header {','.join(columns)}: the columns are path and label, then "
+                         "optionally split and group, each named once")
+    return columns, rows[1:]
+
+
+def write_records_csv(records: Iterable[VideoRecord], class_names: Sequence[str], csv_file: str | os.PathLike) -> None:
+    """``records`` as a CSV ``records_from_csv`` reads back (absolute paths, with a header)."""
+    import io
+
+    from rajax.files import atomic_write_text
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for record in records:
+        writer.writerow([os.path.abspath(record.path), class_names[record.label], record.split or "",
+                         record.group or ""])
+    atomic_write_text(csv_file, text.getvalue())
 
 
 def _tail(path: str, parts: int) -> str:

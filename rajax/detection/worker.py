@@ -160,10 +160,14 @@ def run_job(job: dict) -> list[dict]:
 
     from tqdm import tqdm
 
+    from rajax.progress import Progress, is_terminal
+
     records: list[dict] = []
-    disable = not job.get("progress", True)
-    with tqdm(total=len(videos), desc="videos", unit="video", position=0, disable=disable) as videos_bar, \
-            tqdm(total=0, unit="frame", position=1, leave=False, disable=disable) as frames_bar:
+    enabled = job.get("progress", True)
+    # A second bar for the frames of the current video on a terminal; a log gets the video lines only.
+    frames_bar = tqdm(total=0, unit="frame", position=1, leave=False,
+                      disable=not (enabled and is_terminal(sys.stderr)))
+    with Progress(len(videos), "detect actors", "video", enabled=enabled) as videos_bar, frames_bar:
         for path in videos:
             key = video_key(path)
             if key in done:
@@ -179,7 +183,7 @@ def run_job(job: dict) -> list[dict]:
                 failure = {"path": str(path), "resolved_path": key, "error": message}
                 append_record(output, failure)
                 records.append({**failure, "status": "failed"})
-                tqdm.write(f"rajax detect-actors: skipping {message}", file=sys.stderr)
+                videos_bar.write(f"rajax detect-actors: skipping {message}")
             else:
                 append_record(output, record)
                 done[key] = record

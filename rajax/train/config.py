@@ -238,6 +238,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 FEATURE_DTYPES = ("float16", "float32")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
+CLASSIFIER_INITS = ("random", "probe")  # finetune.classifier_init
 SELECTIONS = ("best_validation", "last")  # which validated state a stage tests and exports
 TRAINING_STAGES = ("finetune", "train_head", "end_to_end")
 # The smallest square crop the I3D trunk takes: five stride-2 reductions leave one pixel at 32.
@@ -273,7 +274,16 @@ def config_problems(config) -> list[str]:
     classes = tuple(config.classes)
     check(len(classes) >= 2 and len(set(classes)) == len(classes), "classes",
           "needs at least two distinct class names")
-    check(bool(config.data.csv or config.data.dataset), "data.dataset", "give a TFDS dataset or data.csv")
+    check(bool(config.data.csv or config.data.folder or config.data.dataset), "data.dataset",
+          "give a TFDS dataset, data.csv or data.folder")
+    check(not (config.data.csv and config.data.folder), "data.folder", "give data.csv or data.folder, not both")
+    for key in ("data.group_pattern", "data.test_groups"):
+        try:
+            re.compile(_get(config, key))
+        except re.error as error:
+            check(False, key, f"not a regular expression ({error})")
+    for key in ("data.test_fraction", "data.validation_fraction"):
+        check(0 <= _get(config, key) < 1, key, "must be in [0, 1)")
     one_of("data.sampling", SAMPLING_MODES)
     at_least("data.num_timesteps", 1)
     at_least("data.frames_per_timestep", 1)
@@ -306,11 +316,39 @@ def config_problems(config) -> list[str]:
             except re.error as error:
                 check(False, f"{stage}.{rule}", f"not a regular expression ({error})")
     check(0 <= config.finetune.dropout_rate < 1, "finetune.dropout_rate", "must be in [0, 1)")
+    one_of("finetune.classifier_init", CLASSIFIER_INITS)
+    one_of("finetune.sampling", ("", *SAMPLING_MODES))
+    validation_regions = regions("finetune.validation_regions") if config.finetune.validation_regions else ()
+    check(set(validation_regions) <= set(finetune_regions) or not finetune_regions, "finetune.validation_regions",
+          f"must be among finetune.regions ({', '.join(finetune_regions)})")
+    problems.extend(_run_problems(config))
     for key in ("eval_batch_size", "extract_batch_size", "extract_regions_per_call", "log_every_steps",
                 "checkpoint.every_steps", "checkpoint.keep"):
         at_least(key, 1)
     at_least("checkpoint.every_epochs", 0)
     problems.extend(_head_problems(config))
+    return problems
+
+
+def _run_problems(config) -> list[str]:
+    """``config.run`` (``rajax run``): known rows and backbones, a usable number of folds."""
+    from rajax.recipe.rows import BACKBONES, ROWS
+
+    run, problems = config.run, []
+    unknown = [key for key in run.rows if key not in ROWS]
+    if unknown or not run.rows:
+        problems.append(f"config.run.rows={_shown(config, 'run.rows')}: choose among {', '.join(ROWS)}")
+    if not run.backbones or any(name not in BACKBONES for name in run.backbones):
+        problems.append(f"config.run.backbones={_shown(config, 'run.backbones')}: choose one or both of "
+                        f"{', '.join(BACKBONES)}")
+    if run.cv_folds < 0 or run.cv_folds == 1:
+        problems.append(f"config.run.cv_folds={run.cv_folds}: 0 (no cross-validation) or at least 2")
+    elif run.cv_folds and "kinetics" not in run.backbones:
+        problems.append(f"config.run.cv_folds={run.cv_folds}: cross-validation uses the Kinetics features; add "
+                        "kinetics to run.backbones or set cv_folds=0")
+    for key in ("run.bootstrap_samples", "run.detect_every"):
+        if _get(config, key) < 1:
+            problems.append(f"config.{key}={_shown(config, key)}: must be at least 1")
     return problems
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rajax.errors import RajaxError
+from rajax.progress import Progress
 from rajax.train import backbone as backbone_lib
 from rajax.train import inputs, layout, steps
 from rajax.train.config import write_config_json
@@ -141,13 +142,26 @@ def region_pairs(boxes: np.ndarray, devices: int) -> tuple[np.ndarray, np.ndarra
     return index.reshape(devices, -1), flat.reshape(devices, -1, 3)
 
 
+def check_stored_splits(store, stored: dict[str, dict], videos, split: str) -> None:
+    """A RajaxError when a video of ``split`` is in the store under another split or label: the
+    dataset changed (a CSV edited, splits drawn otherwise), and heads trained on the store would
+    silently learn from the old assignment. Checked for video files (TFDS splits are fixed)."""
+    if videos.records is None or not stored:
+        return
+    moved = [f"{r.video_id} ({stored[r.video_id]['split']}, label {stored[r.video_id]['label']})"
+             for r in videos.records if r.video_id in stored
+             and (stored[r.video_id]["split"] != split or int(stored[r.video_id]["label"]) != r.label)]
+    if moved:
+        raise RajaxError(f"{store}: {len(moved)} video(s) of split {split!r} are stored under another split or "
+                         f"label: {', '.join(moved[:5])}; the dataset changed since these features were "
+                         "extracted: extract into a new features directory")
+
+
 def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = True) -> dict:
     """Extracts the features of ``splits`` (default: train, validation, test); returns counts.
 
     ``empty_splits`` lists the splits of which no video could be read (and none was stored before).
     """
-    from tqdm import tqdm
-
     from rajax.data import pipeline
     from rajax.data.features import FeatureWriter, read_index
 
@@ -168,9 +182,11 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
     splits = splits or [s for s in (config.data.train_split, config.data.validation_split,
                                     config.data.test_split) if s]
     summary = {"written": 0, "skipped_videos": 0, "already_done": 0, "store": str(store), "empty_splits": []}
+    stored = {entry["video_id"]: entry for entry in read_index(store)} if store.exists() else {}
     for split in splits:
         videos = inputs.split_videos(config, split)
-        done = {entry["video_id"] for entry in read_index(store, split)} if store.exists() else set()
+        check_stored_splits(store, stored, videos, split)
+        done = {video_id for video_id, entry in stored.items() if entry["split"] == split}
         summary["already_done"] += len(done)
         videos = _pending_videos(videos, done)
         count = videos.count
@@ -180,8 +196,9 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
         dataset = pipeline.evaluation_dataset(videos, batch_size=videos_per_batch, regions=regions,
                                               skipped=skipped, **inputs.video_options(config))
         total = pipeline.evaluation_steps(count, videos_per_batch, jax.process_count())
-        for batch in tqdm(dataset.as_numpy_iterator(), total=total, desc=f"extract {split}", unit="batch",
-                          disable=not (progress and is_main)):
+        bar = Progress(total, f"extract {split}", "batch", enabled=progress and is_main)
+        for batch in dataset.as_numpy_iterator():
+            bar.update()
             frames = batch["frames"]  # [B, N, F, F, 3] uint8, each video decoded once
             video_index, boxes = region_pairs(batch["boxes"], devices)
             out = features_fn(replicated, frames, video_index, boxes)
@@ -197,6 +214,7 @@ def extract(config, workdir: str | os.PathLike, splits=None, progress: bool = Tr
                 if mask and video_id not in writer:
                     writer.write(video_id, int(label), split, features)
                     summary["written"] += 1
+        bar.close()
         summary["skipped_videos"] += len(skipped)
         if len(skipped) >= count and not done:
             summary["empty_splits"].append(split)

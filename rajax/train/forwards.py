@@ -37,19 +37,49 @@ def batch_clips(batch, crop_size: int, dtype) -> jax.Array:
     return crops.batch_region_clip(batch["frames"], batch["boxes"][:, 0], crop_size, dtype)
 
 
-def i3d_forward(model, crop_size: int = 224):
-    """Forward of a bare I3D classifier on each video's region (``batch_clips``)."""
+FLIP_STREAM = 0xF11B
+
+
+def mirror_some(clips: jax.Array, rng) -> jax.Array:
+    """Each clip ``[b, N, S, S, 3]`` mirrored left-right with probability 1/2 (augmentation)."""
+    mirrored = jax.random.bernoulli(rng, 0.5, (clips.shape[0],))
+    return jnp.where(mirrored[:, None, None, None, None], clips[:, :, :, ::-1], clips)
+
+
+def i3d_forward(model, crop_size: int = 224, flip: bool = False):
+    """Forward of a bare I3D classifier on each video's region (``batch_clips``).
+
+    Training: the batch's one region per video, mirrored at random with ``flip``. Evaluation with
+    several regions per video (``boxes [b, R, 3]``): the mean of the logits of the R regions, which
+    (the classifier being linear) is the classifier on the regions' mean features.
+    """
 
     def forward(params, batch_stats, batch, *, train, rng):
-        clips = batch_clips(batch, crop_size, model.dtype)
         variables = {"params": params, "batch_stats": batch_stats}
         if train:
+            clips = batch_clips(batch, crop_size, model.dtype)
+            if flip:  # a stream of its own; dropout keeps the step's key as without flipping
+                clips = mirror_some(clips, jax.random.fold_in(rng, FLIP_STREAM))
             logits, updated = model.apply(variables, clips, train=True, mutable=["batch_stats"],
                                           rngs={"dropout": rng})
             return logits, {}, updated["batch_stats"]
-        return model.apply(variables, clips, train=False), {}, batch_stats
+        if "boxes" in batch and batch["boxes"].shape[1] > 1:
+            return _mean_over_regions(model, variables, batch, crop_size), {}, batch_stats
+        return model.apply(variables, batch_clips(batch, crop_size, model.dtype), train=False), {}, batch_stats
 
     return forward
+
+
+def _mean_over_regions(model, variables, batch, crop_size: int) -> jax.Array:
+    """Logits averaged over every region of each video, one region through I3D at a time."""
+    from rajax.data import crops
+
+    def region_logits(boxes):  # boxes [b, 3]: the same region of every video
+        clips = crops.batch_region_clip(batch["frames"], boxes, crop_size, model.dtype)
+        return model.apply(variables, clips, train=False)
+
+    per_region = jax.lax.map(region_logits, jnp.swapaxes(batch["boxes"], 0, 1))  # [R, b, K]
+    return jnp.mean(per_region, axis=0)
 
 
 def head_forward(head):

@@ -31,7 +31,8 @@ FEATURES_RECORD = "features.json"  # in WORKDIR/train_head: the settings of the 
 # and how they are batched, never the model, its inputs or the classes.
 EVALUATION_OVERRIDES = ("data.dataset", "data.data_dir", "data.csv", "data.train_split", "data.validation_split",
                         "data.test_split", "data.actors_file", "data.features_dir", "data.decode_processes",
-                        "eval_batch_size", "extract_batch_size", "distributed.", "stage", "log_every_steps")
+                        "eval_batch_size", "extract_batch_size", "distributed.", "stage", "log_every_steps",
+                        "run.")
 
 
 def stage_config(config, stage: str):
@@ -67,19 +68,49 @@ def check_resumable(config, run_dir: Path, stage: str) -> None:
                          + "; ".join(differences) + "); resume with that config or use another --workdir")
 
 
+# Fields added to the config after work directories existed, whose base value is the behaviour
+# rajax had before them: an older config.json lacking one gets that value (and keeps its meaning).
+# Any other missing field is an error: it may have decided what was trained.
+FIELDS_ADDED_LATER = ("data.folder", "data.group_pattern", "data.test_groups", "data.test_fraction",
+                      "data.validation_fraction", "finetune.classifier_init", "finetune.probe_features",
+                      "finetune.sampling", "finetune.flip", "finetune.validation_regions", "run.")
+
+
 def with_run_settings(saved):
-    """``saved`` with the run settings it lacks (fields ``EVALUATION_OVERRIDES`` lets differ, added
-    to rajax after it was written, such as ``data.decode_processes``) at the base config's values.
-    They do not change what a stage computes, so an older work directory stays usable."""
+    """``saved`` with the fields it lacks that may be filled in, at the base config's values: the run
+    settings (``EVALUATION_OVERRIDES``, such as ``data.decode_processes``: they do not change what a
+    stage computes) and ``FIELDS_ADDED_LATER``. An older work directory stays usable."""
     from rajax.train.config import CONFIGS_DIR, flatten_config, load_config, set_config_value
 
     present = flatten_config(saved)
     missing = {key: value for key, value in flatten_config(load_config(CONFIGS_DIR / "base.py")).items()
-               if key.startswith(EVALUATION_OVERRIDES) and key not in present}
+               if key.startswith(EVALUATION_OVERRIDES + FIELDS_ADDED_LATER) and key not in present}
     with saved.unlocked():
         for key, value in missing.items():
+            parent = key.rpartition(".")[0]
+            if parent and not _has_section(saved, parent):
+                import ml_collections
+
+                _make_sections(saved, parent, ml_collections.ConfigDict)
             set_config_value(saved, key, value)
     return saved
+
+
+def _has_section(config, dotted: str) -> bool:
+    node = config
+    for part in dotted.split("."):
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _make_sections(config, dotted: str, make) -> None:
+    node = config
+    for part in dotted.split("."):
+        if part not in node:
+            node[part] = make()
+        node = node[part]
 
 
 def trained_config(workdir: str | os.PathLike, stage: str, config=None):

@@ -61,24 +61,34 @@ def video_eval_batches(config, batch_size: int, regions: tuple[str, ...]):
 
 
 def finetune(config) -> tuple[Task, Data]:
+    """Stage 1: Multi-Regional fine-tuning, one random region of ``finetune.regions`` per training
+    video per epoch; validated (and tested) on ``finetune.validation_regions`` (the mean of the
+    classifier's logits over them) or on ``finetune.eval_region`` alone."""
     from rajax.data import pipeline
 
+    stage = config.finetune
     model, variables = backbone_lib.finetune_model(config, len(config.classes), config.seed)
-    batch = per_host_batch(config.finetune.batch_size, "finetune.batch_size")
+    if stage.classifier_init == "probe":
+        from rajax.train.probe import probe_classifier
+
+        starting = backbone_lib.pretrained_variables(config.backbone.weights, config.backbone.width_multiplier)
+        variables["params"]["Logits"] = probe_classifier(config, starting)
+    batch = per_host_batch(stage.batch_size, "finetune.batch_size")
     eval_batch = per_host_batch(config.eval_batch_size, "eval_batch_size")
     train_videos = inputs.split_videos(config, config.data.train_split)
-    eval_region = config.finetune.eval_region
+    eval_regions = tuple(stage.validation_regions) or (stage.eval_region,)
+    train_options = dict(inputs.video_options(config), sampling_mode=stage.sampling or config.data.sampling)
 
     def train_batches(epoch, skip):
         dataset = pipeline.training_dataset(
-            train_videos, epoch=epoch, batch_size=batch, regions=tuple(config.finetune.regions),
-            deterministic=True, **inputs.video_options(config))
+            train_videos, epoch=epoch, batch_size=batch, regions=tuple(stage.regions),
+            deterministic=True, **train_options)
         return inputs.video_batches(dataset, skip)
 
     steps_per_epoch = pipeline.training_steps(train_videos.count, batch, jax.process_count())
     data = Data(steps_per_epoch=steps_per_epoch, train_batches=train_batches,
-                eval_batches=video_eval_batches(config, eval_batch, (eval_region,)), region_names=(eval_region,))
-    forward = i3d_forward(model, config.data.crop_size)
+                eval_batches=video_eval_batches(config, eval_batch, eval_regions), region_names=eval_regions)
+    forward = i3d_forward(model, config.data.crop_size, flip=stage.flip)
     return Task(forward, variables["params"], variables["batch_stats"]), data
 
 

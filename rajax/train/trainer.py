@@ -10,7 +10,7 @@
   waited (``device_idle_fraction``: share of device time idle because the next step came late;
   ``input_wait_fraction``: host time spent waiting for the input pipeline; see
   ``rajax.train.idle``) every ``log_every_steps`` (``metrics.jsonl`` and TensorBoard), with a
-  tqdm progress bar;
+  progress bar on a terminal, plain lines in a log (``rajax.progress``);
 - stops with ``TrainingDiverged`` on a NaN or infinite loss or gradient, before saving anything
   from that point on;
 - at every epoch end (every ``eval_every_epochs``) evaluates the validation split and saves the
@@ -305,15 +305,15 @@ def fit(
         checkpoints.save(latest_manager, step, host_state, dict(meta, step=step))
         last_good = f"{latest_manager.directory}/{step}"
 
-    from tqdm import tqdm
+    from rajax.progress import Progress
 
-    with tqdm(total=total_steps, initial=step, unit="step", disable=not (progress and is_main),
-              dynamic_ncols=True) as bar, DeviceIdleMeter() as idle_meter:
+    with Progress(total_steps, run_dir.name, "step", initial=step, enabled=progress and is_main) as bar, \
+            DeviceIdleMeter() as idle_meter:
         batches = Ahead(_remaining_batches(data, step, total_steps))
         try:
             while step < total_steps:
                 epoch = step // steps_per_epoch
-                bar.set_description(f"epoch {epoch + 1}/{stage_config.num_epochs}")
+                bar.set_description(f"{run_dir.name} epoch {epoch + 1}/{stage_config.num_epochs}")
                 with idle_meter.waiting_for_input():
                     batch = next(batches)
                 replicated, metrics = train_fn(replicated, steps.shard(batch))

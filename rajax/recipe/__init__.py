@@ -1,0 +1,2 @@
+"""The paper's whole recipe in one work directory (``rajax run``): ``run_recipe``, its table rows
+(``rows``) and its figures (``report``)."""
