@@ -264,7 +264,7 @@ class AttentionHead(nn.Module):
     def __post_init__(self):
         problems = []
         if not self.over or not set(self.over) <= set(AXES) or len(set(self.over)) != len(self.over):
-            problems.append(f"over={tuple(self.over)!r}: give each of {', '.join(AXES)} at most once, "
+            problems.append(f"over={self.over!r}: give each of {', '.join(AXES)} at most once, "
                             "and at least one")
         if self.scorer not in SCORERS:
             problems.append(f"scorer={self.scorer!r}: choose one of {', '.join(SCORERS)}")
