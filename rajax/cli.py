@@ -40,7 +40,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     argv = list(argv or [])
     command = next((token for token in argv if not token.startswith("-")), None)
     parser = argparse.ArgumentParser(
-        prog="rajax",
+        prog="rajax", allow_abbrev=False,
         description="Actor-focused Region Attention for long-term activity recognition (JAX/Flax).",
     )
     parser.add_argument(
@@ -51,10 +51,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"rajax.commands.{module_name}")
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        # No abbreviations: --config.head.options.hid must not silently mean ...hidden.
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(sub)
         if getattr(module, "TAKES_CONFIG", False):
-            add_override_arguments(sub, config_argument(argv[argv.index(name):]) if name == command else None)
+            add_override_arguments(sub, config_argument(argv[argv.index(name):]) if name == command else None,
+                                   argv if name == command else ())
         sub.set_defaults(_run=module.run)
     return parser
 

@@ -80,3 +80,54 @@ def enable(
         for option, value in values.items():
             jax.config.update(option, value)
     return path
+
+
+def traced_program(name: str, function, example_args: tuple, sources: tuple = (), key: str = ""):
+    """``jax.jit(function)`` for arguments shaped like ``example_args``, its traced program kept on
+    disk beside the compiled ones (``<cache>/traced``), so that a later process skips tracing too.
+
+    JAX's persistent cache stores compiled executables, but a fresh process still traces the
+    Python function to find the cache entry: seconds for I3D in Flax, more than a warm command's
+    own work. The traced program (``jax.export``'s serialized StableHLO: data, no code) is keyed
+    by ``name``, ``key`` (what else decides the computation: the model's options), the argument
+    shapes and dtypes, the bytes of the ``sources`` files that define the computation, and the
+    versions of JAX, jaxlib and rajax: a change to any of them traces afresh, never reuses a
+    stale program. Without the cache (``RAJAX_COMPILE_CACHE=0``, ``--no-compile-cache``) it is
+    plain ``jax.jit``.
+    """
+    import hashlib
+    import importlib.metadata
+
+    import jax
+
+    jitted = jax.jit(function)
+    directory = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if switched_off() or not directory:
+        return jitted
+    import rajax
+
+    specs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), example_args)
+    digest = hashlib.sha256()
+    for part in (name, key, repr(jax.tree.structure(specs)), repr(jax.tree.leaves(specs)), jax.default_backend(),
+                 jax.__version__, importlib.metadata.version("jaxlib"), rajax.__version__):
+        digest.update(part.encode() + b"\0")
+    for source in sources:
+        digest.update(Path(source).read_bytes())
+    path = Path(directory) / "traced" / f"{name}-{digest.hexdigest()[:24]}.bin"
+    exported = None
+    if path.is_file():
+        try:
+            exported = jax.export.deserialize(bytearray(path.read_bytes()))
+        except Exception:  # noqa: BLE001 - an unreadable entry is traced again, not an error
+            exported = None
+    if exported is None:
+        exported = jax.export.export(jitted)(*specs)
+        try:
+            from rajax.files import atomic_write
+
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            serialized = bytes(exported.serialize())
+            atomic_write(path, lambda handle: handle.write(serialized))
+        except OSError:
+            pass  # a read-only cache only costs the next run its tracing
+    return jax.jit(exported.call)

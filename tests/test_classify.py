@@ -88,3 +88,33 @@ def test_shipped_label_list_is_deepminds(kinetics_labels_file):
     expected = [line.strip() for line in kinetics_labels_file.read_text().splitlines() if line.strip()]
     assert rajax.kinetics400_labels() == expected
     assert len(expected) == 400
+
+
+def test_several_videos_and_a_folder_give_one_json_line_each_and_a_bad_one_its_own_error(
+        cricket_gif, input_path, weights_dir, tmp_path):
+    """Videos of three sizes and lengths, sampled to 32 frames: one program for all; a broken file
+    in the folder is one error line and exit status 1, the others are classified."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    pancake = input_path("data/kinetics_clips/flipping_pancake.mkv")
+    (folder / "pancake.mkv").symlink_to(pancake)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video" * 8)
+    wrestling = input_path("data/kinetics_clips/arm_wrestling.mp4")
+    done = classify(cricket_gif, wrestling, folder, "--frames", "32", "--top-k", "2", weights_dir=weights_dir)
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(cricket_gif), str(wrestling), str(folder / "broken.mp4"),
+                                                 str(folder / "pancake.mkv")]
+    good = [line for line in lines if "error" not in line]
+    assert [line["predictions"][0]["label"] for line in good] == ["playing cricket", "arm wrestling",
+                                                                  "flipping pancake"]
+    assert all(line["frames"] == 32 and len(line["predictions"]) == 2 for line in good)
+    assert lines[2]["error"].startswith(str(folder / "broken.mp4"))
+    assert done.stderr.strip().splitlines()[-1] == "rajax classify: 1 of 4 input(s) could not be classified"
+    # The same 32 frames of one video, classified alone, give the same logits.
+    alone = classify(wrestling, "--frames", "32", "--top-k", "2", "--json", weights_dir=weights_dir)
+    assert alone.returncode == 0, alone.stderr
+    for ours, theirs in zip(json.loads(alone.stdout), lines[1]["predictions"]):
+        assert ours["label"] == theirs["label"] and ours["logit"] == pytest.approx(theirs["logit"], abs=1e-4)
+    wrong = classify(wrestling, "--frames", "30", weights_dir=weights_dir)
+    assert wrong.returncode == 2 and "--frames must be 'all' or a positive multiple of 8" in wrong.stderr

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rajax import compile_cache
@@ -87,3 +88,41 @@ def test_default_folder_follows_xdg(monkeypatch, tmp_path):
     assert compile_cache.default_directory() == Path.home() / ".cache" / "rajax" / "jax-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # invalid by the XDG spec: ignored
     assert compile_cache.default_directory() == Path.home() / ".cache" / "rajax" / "jax-cache"
+
+
+# A function traced through compile_cache.traced_program: it prints "traced" each time JAX traces it.
+_TRACED_PROGRAM = """
+import sys
+from rajax import compile_cache
+compile_cache.enable(min_compile_time_secs=0)
+import jax.numpy as jnp, numpy as np
+
+def function(weights, x):
+    print("traced", flush=True)
+    return jnp.tanh(x @ weights["w"]) + weights["b"]
+
+weights = {"w": np.eye(3, dtype=np.float32) * 2, "b": np.ones(3, np.float32)}
+x = np.arange(6, dtype=np.float32).reshape(2, 3)
+program = compile_cache.traced_program("probe", function, (weights, x), sources=(sys.argv[1],), key=sys.argv[2])
+print(np.asarray(program(weights, x)).round(5).tolist())
+"""
+
+
+def test_a_traced_program_is_kept_and_reused_by_the_next_process_until_its_sources_change(tmp_path):
+    source = tmp_path / "model.py"
+    source.write_text("version 1\n")
+    expected = str((np.tanh(np.arange(6, dtype=np.float32).reshape(2, 3) * 2) + 1).round(5).tolist())
+    first = run_python(_TRACED_PROGRAM, [str(source), "a"], tmp_path)
+    assert first.stdout.splitlines() == ["traced", expected]
+    traced = list((tmp_path / "rajax" / "jax-cache" / "traced").glob("probe-*.bin"))
+    assert len(traced) == 1
+    again = run_python(_TRACED_PROGRAM, [str(source), "a"], tmp_path)
+    assert again.stdout.splitlines() == [expected]  # the kept program: not traced again
+    source.write_text("version 2\n")  # the code that defines the computation changed
+    changed = run_python(_TRACED_PROGRAM, [str(source), "a"], tmp_path)
+    assert changed.stdout.splitlines() == ["traced", expected]
+    other_key = run_python(_TRACED_PROGRAM, [str(source), "b"], tmp_path)
+    assert other_key.stdout.splitlines()[0] == "traced"
+    assert len(list(traced[0].parent.glob("probe-*.bin"))) == 3
+    off = run_python(_TRACED_PROGRAM, [str(source), "a"], tmp_path / "off", RAJAX_COMPILE_CACHE="0")
+    assert off.stdout.splitlines() == ["traced", expected] and not (tmp_path / "off").exists()

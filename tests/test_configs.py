@@ -21,6 +21,7 @@ DEMO = {"classes": ("juggle_spin", "pour_flash", "juggle_flash", "pour_spin"), "
         "backbone.feature_dtype": "float32", "train_head.batch_size": 8, "eval_batch_size": 8,
         "log_every_steps": 5, "checkpoint.every_steps": 1_000_000,
         "checkpoint.every_epochs": 0, "finetune.select": "last"}
+UCF101 = None  # filled below from the config's own module: its classes and folder are data, not paper values
 EXPECTED = {
     # Table 1: timesteps (full model)
     "t4_ra": {"data.num_timesteps": 4},
@@ -63,10 +64,25 @@ EXPECTED = {
              "eval_batch_size": 8, "log_every_steps": 1, "checkpoint.every_steps": 2},
     # rajax demo (docs/demo.md): the generated dataset's 4 classes, CPU-sized clips, saves at the end
     "demo": {**DEMO, "data.num_timesteps": 3, "data.crop_size": 80, "finetune.num_epochs": 6,
-             "train_head.eval_every_epochs": 5},
+             "train_head.eval_every_epochs": 5, "run.detect_every": 50, "run.cv_folds": 3},
     "demo_quick": {**DEMO, "data.num_timesteps": 2, "data.crop_size": 64, "finetune.num_epochs": 2,
-                   "train_head.num_epochs": 30, "train_head.eval_every_epochs": 10},
+                   "train_head.num_epochs": 30, "train_head.eval_every_epochs": 10, "run.detect_every": 30},
+    # Real footage (docs/real-footage.md): UCF101's split 1 on the shared 197-clip subset
+    "ucf101_subset": UCF101,
 }
+
+
+def _ucf101_expected() -> dict:
+    import importlib
+
+    module = importlib.import_module("configs.ucf101_subset")  # load_config made `configs` importable
+    return {"classes": module.UCF101_SUBSET_CLASSES, "data.folder": str(module.DEFAULT_FOLDER),
+            "data.group_pattern": r"(v_.+_g\d+)_c\d+$", "data.test_groups": r"_g0[1-7]$",
+            "data.validation_fraction": 0.2, "data.num_timesteps": 4, "data.crop_size": 112,
+            "backbone.feature_dtype": "float32", "finetune.num_epochs": 10, "finetune.select": "last",
+            "train_head.batch_size": 8, "train_head.eval_every_epochs": 5, "eval_batch_size": 8,
+            "checkpoint.every_steps": 1_000_000, "checkpoint.every_epochs": 0, "run.cv_folds": 5,
+            "run.detect_every": 25}
 
 
 def config_names():
@@ -85,7 +101,7 @@ def test_config_differs_from_base_exactly_as_intended(name):
     with pytest.raises(AttributeError):
         config.not_a_field = 1  # locked: a typo cannot add a field
     differences = {key: new for key, (_, new) in config_differences(config, base).items()}
-    assert differences == EXPECTED[name]
+    assert differences == (_ucf101_expected() if name == "ucf101_subset" else EXPECTED[name])
 
 
 @pytest.mark.parametrize("name", ["base"] + sorted(EXPECTED))
@@ -98,7 +114,7 @@ def test_config_values_are_valid(name):
     assert config.finetune.eval_region in config.finetune.regions
     assert config.data.sampling in SAMPLING_MODES
     assert config.backbone.extraction in ("one_shot", "one_at_a_time")
-    assert len(config.classes) == (4 if name.startswith("demo") else 10)  # Breakfast has 10
+    assert len(config.classes) == {"demo": 4, "ucf101": 20}.get(name.split("_")[0], 10)  # Breakfast has 10
     for stage in ("finetune", "train_head", "end_to_end"):
         for pattern in (config[stage].trainable, config[stage].frozen):
             re.compile(pattern)
@@ -168,6 +184,30 @@ def test_a_misspelt_head_option_is_refused_on_the_command_line_and_in_a_config_f
     # A value the head refuses: the head's own check, one line of the same error.
     with pytest.raises(RajaxError, match=r"config.head.options: head 'attention': hidden=0: an mlp scorer needs"):
         validate_config(apply_overrides(load_config("af_mr_gated"), {"head.options.hidden": "0"}))
+
+
+def test_a_head_option_the_config_leaves_at_its_default_can_be_set_on_the_command_line():
+    """af_mr_softmax names no option; its head's num_heads (default 4) is still an option of the
+    command line, typed by the default; a misspelt one, or one of another head, is refused."""
+    argv = ["train", "af_mr_softmax", "--workdir", "w", "--config.head.options.num_heads=8"]
+    overrides = overrides_from_args(build_parser(argv).parse_args(argv))
+    assert overrides == {"head.options.num_heads": "8"}
+    config = validate_config(apply_overrides(load_config("af_mr_softmax"), overrides))
+    assert config.head.options.num_heads == 8 and config.is_locked
+    # The head named on the same command line decides which options exist.
+    argv = ["train", "af_mr_ra", "--workdir", "w", "--config.head.name", "attention", "--config.head.options.hidden=32"]
+    assert overrides_from_args(build_parser(argv).parse_args(argv))["head.options.hidden"] == "32"
+    for wrong in (["train", "af_mr_softmax", "--workdir", "w", "--config.head.options.num_head=8"],
+                  ["train", "af_mr_ra", "--workdir", "w", "--config.head.name=single_region",
+                   "--config.head.options.num_heads=2"]):
+        with pytest.raises(SystemExit):
+            build_parser(wrong).parse_args(wrong)
+    with pytest.raises(RajaxError, match=r"--config.head.options.temprature: head 'softmax_attention' takes no "
+                                         r"option 'temprature' \(its options: "):
+        apply_overrides(load_config("af_mr_softmax"), {"head.options.temprature": "2"})
+    with pytest.raises(SystemExit):  # no abbreviations: 'hid' is not 'hidden'
+        build_parser(["train", "af_mr_gated", "--workdir", "w", "--config.head.options.hid=3"]).parse_args(
+            ["train", "af_mr_gated", "--workdir", "w", "--config.head.options.hid=3"])
 
 
 def test_missing_and_broken_config_files_are_clear_errors(tmp_path):

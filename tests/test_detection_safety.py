@@ -173,8 +173,9 @@ def test_killed_run_takes_its_worker_along_and_holds_its_output_meanwhile(
             return None
 
         worker = _wait_for(find_worker, 300, "the detection process")
-        # The progress bar appears once the detector is loaded and the dancer is being detected.
-        _wait_for(lambda: b"videos:" in log.read_bytes() or first.poll() is not None, 300, "the detection to start")
+        # The progress line (a log gets plain lines) appears once the detector is loaded.
+        _wait_for(lambda: b"detect actors:" in log.read_bytes() or first.poll() is not None, 300,
+                  "the detection to start")
         assert first.poll() is None, log.read_text()
 
         # A second run on the same output is refused at once, naming the file and the holder.

