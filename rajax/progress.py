@@ -46,6 +46,13 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def plural(unit: str) -> str:
+    """``video`` -> ``videos``, ``batch`` -> ``batches``."""
+    if unit.endswith("s"):
+        return unit
+    return f"{unit}es" if unit.endswith(("ch", "sh", "x")) else f"{unit}s"
+
+
 class Progress:
     """Progress of ``total`` units of work (``None``: unknown) named ``description``."""
 
@@ -116,7 +123,7 @@ class Progress:
         now = time.perf_counter()
         self._last_line = now
         elapsed = now - self._started
-        unit = self.unit if self.unit.endswith("s") else f"{self.unit}s"
+        unit = plural(self.unit)
         if when == "end":
             text = f"{self.description}: done, {self.count} {unit} in {format_seconds(elapsed)}"
         elif when == "start":

@@ -84,3 +84,4 @@ def test_a_terminal_gets_a_bar_and_a_disabled_progress_writes_nothing():
     assert quiet.getvalue() == ""
     assert progress.format_seconds(59) == "59 s" and progress.format_seconds(185) == "3 min 05 s"
     assert progress.format_seconds(3720) == "1 h 02 min"
+    assert [progress.plural(u) for u in ("video", "batch", "steps", "box")] == ["videos", "batches", "steps", "boxes"]

@@ -258,9 +258,8 @@ def generate_dataset(spec: DatasetSpec, folder: str | os.PathLike, progress: boo
     rows that ``rajax train --config.data.csv`` reads). A folder already holding this very dataset
     (same spec) is reused, missing videos are made again; one made with another spec is an error.
     """
-    from tqdm import tqdm
-
     from rajax.detection import geometry
+    from rajax.progress import Progress
 
     folder = Path(folder)
     existing = read_manifest(folder)
@@ -272,7 +271,7 @@ def generate_dataset(spec: DatasetSpec, folder: str | os.PathLike, progress: boo
     sprites = load_people()
     entries = []
     videos = spec.videos()
-    with tqdm(total=len(videos), desc="generate videos", unit="video", disable=not progress) as bar:
+    with Progress(len(videos), "generate videos", "video", enabled=progress) as bar:
         for number, (video_id, label, split) in enumerate(videos):
             rng = np.random.default_rng([spec.seed, number])
             plan = plan_video(rng, spec, label, len(sprites))
