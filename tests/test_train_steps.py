@@ -4,6 +4,8 @@ The fine-tuning step runs the real InceptionI3d (width 1/8, 16 frames of 32x32) 
 freezing rules meet the real parameter tree.
 """
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +13,10 @@ import optax
 import pytest
 from flax import traverse_util
 
+from rajax.data.ahead import Ahead
 from rajax.errors import RajaxError
 from rajax.models import heads
+from rajax.models.region_model import RegionModel
 from rajax.train import backbone, forwards, stages, steps, trainer
 from rajax.train.config import apply_overrides, load_config
 
@@ -165,7 +169,7 @@ def test_parameter_rules_must_cover_every_parameter_exactly_once():
 def test_end_to_end_rules_cover_the_region_model():
     config = _tiny()
     i3d = backbone.i3d_model(config, 10)
-    model = backbone.RegionModel(backbone=i3d, head=stages.build_head(config))
+    model = RegionModel(backbone=i3d, head=stages.build_head(config))
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 2, 16, 32, 32, 3))))
     rules = steps.rules_from_config(config.end_to_end)
     labels = _flat(steps.parameter_labels(variables["params"], rules))
@@ -317,7 +321,7 @@ def test_batches_come_ahead_in_order_across_epochs_and_errors_reach_the_loop():
             yield {"epoch": number, "index": index}
 
     data = trainer.Data(steps_per_epoch=3, train_batches=epoch, eval_batches=lambda split: [])
-    ahead = trainer.Ahead(trainer._remaining_batches(data, 4, 9))  # resumed mid-epoch 1
+    ahead = Ahead(trainer._remaining_batches(data, 4, 9))  # resumed mid-epoch 1
     first = next(ahead)
     assert first == {"epoch": 1, "index": 1}
     deadline = time.monotonic() + 30
@@ -330,7 +334,24 @@ def test_batches_come_ahead_in_order_across_epochs_and_errors_reach_the_loop():
     def short_epoch(number, skip):
         yield {"epoch": number}
 
-    short = trainer.Ahead(trainer._remaining_batches(trainer.Data(3, short_epoch, lambda split: []), 0, 6))
+    short = Ahead(trainer._remaining_batches(trainer.Data(3, short_epoch, lambda split: []), 0, 6))
     assert next(short) == {"epoch": 0}
     with pytest.raises(RajaxError, match="ended after 1 batches instead of 3"):
         next(short)
+
+
+def test_ahead_close_stops_and_joins_its_thread():
+    closed = []
+
+    def endless():
+        try:
+            for index in itertools.count():
+                yield index
+        finally:
+            closed.append(True)
+
+    with Ahead(endless()) as ahead:
+        assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    assert not ahead._thread.is_alive()
+    assert closed == [True]  # the generator was closed, in the thread that ran it
+    assert ahead.close()  # closing again is harmless

@@ -4,7 +4,7 @@
 - ``steps``: pure, pmapped ``train_step`` / ``eval_step``, parameter freezing, the optimizer.
 - ``trainer``: the training loop (resume, checkpoints, metrics, validation, final test).
 - ``checkpoints``, ``metrics``, ``evaluation``: Orbax checkpoints, metric logs, evaluation reports.
-- ``backbone``: I3D in the stages (fine-tuning model, feature extraction, end-to-end model).
+- ``backbone``: I3D in the stages (fine-tuning model, feature extraction, the fine-tuned export).
 - ``stages``: a config and a work directory -> each stage's model and data; ``train``, ``evaluate``.
 - ``inputs``: a config's videos (a ``VideoSource`` per split), regions and video pipeline options.
 - ``forwards``: the model forwards the stages hand the loop (I3D, head, end-to-end, I3D alone).

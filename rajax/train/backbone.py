@@ -4,7 +4,6 @@
   initialised) and every other variable from the starting checkpoint (Kinetics-400 by default).
 - ``extract_features``: features of region clips, one-shot (all ``T*L`` frames at once, the full
   temporal receptive field) or one-at-a-time (each ``L``-frame timestep alone, concatenated).
-- ``RegionModel``: backbone and head in one module for end-to-end training on all regions.
 - ``export_backbone`` / ``load_backbone``: the fine-tuned backbone as a converted checkpoint
   (``RUN/finetune/backbone``) that ``rajax.load_i3d`` reads too.
 """
@@ -253,24 +252,3 @@ def backbone_logits_on_features(params: dict, features: jax.Array) -> jax.Array:
     module = Logits(in_features=kernel.shape[-2], num_classes=kernel.shape[-1])
     return module.apply({"params": params["Logits"]}, features, train=False)
 
-
-# --------------------------------------------------------------------------------------------
-# End-to-end
-
-
-class RegionModel(nn.Module):
-    """Stage 4: I3D features of every region, then the head; params ``backbone/`` and ``head/``.
-
-    ``clips`` [B, R, N, H, W, 3] -> (logits [B, K], attention). The regions of all videos go
-    through the backbone as one batch of B*R clips.
-    """
-
-    backbone: InceptionI3d
-    head: nn.Module
-
-    def __call__(self, clips, region_mask=None, *, train: bool = False):
-        batch, regions = clips.shape[:2]
-        features = self.backbone(clips.reshape((batch * regions,) + clips.shape[2:]), train=train,
-                                 output=FEATURES)
-        features = features.reshape((batch, regions) + features.shape[1:])
-        return self.head(features, region_mask, train=train)

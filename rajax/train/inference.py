@@ -19,6 +19,7 @@ import numpy as np
 
 from rajax.errors import RajaxError
 from rajax.models.heads import scorer_description
+from rajax.models.region_model import RegionModel
 from rajax.train import backbone as backbone_lib
 from rajax.train import checkpoints, inputs, layout, stages
 
@@ -92,7 +93,7 @@ def predict_video(workdir: str | os.PathLike, video: str | os.PathLike, *, stage
 
         logits, attention = classify(variables, trained["params"], frames, boxes)
     else:
-        region_model = backbone_lib.RegionModel(backbone=model, head=head)
+        region_model = RegionModel(backbone=model, head=head)
         variables = {"params": trained["params"], "batch_stats": trained.get("batch_stats") or {}}
 
         @jax.jit

@@ -23,6 +23,7 @@ import numpy as np
 
 from rajax.errors import RajaxError
 from rajax.files import atomic_write_text
+from rajax.models.region_model import RegionModel
 from rajax.train import backbone as backbone_lib
 from rajax.train import inputs, layout, steps
 from rajax.train.forwards import (
@@ -197,7 +198,7 @@ def region_model(config, workdir, regions: tuple[str, ...]):
         remat_blocks=tuple(trainable_blocks) if stage.remat else (),
         batch_norm_train_blocks=tuple(trainable_blocks) if stage.update_batch_stats else ())
     head = build_head(config)
-    model = backbone_lib.RegionModel(backbone=backbone, head=head)
+    model = RegionModel(backbone=backbone, head=head)
     frames = config.data.num_timesteps * config.data.frames_per_timestep
     positions = jax.eval_shape(
         lambda v, x: backbone.apply(v, x, output="features"), variables,

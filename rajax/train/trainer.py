@@ -30,8 +30,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -40,6 +38,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from rajax.data.ahead import Ahead
 from rajax.errors import RajaxError
 from rajax.models.losses import Loss, classification_loss
 from rajax.train import checkpoints, evaluation, steps
@@ -150,56 +149,6 @@ def _remaining_batches(data: Data, step: int, total_steps: int) -> Iterator[dict
         for batch in _take(data.train_batches(epoch, skip), data.steps_per_epoch - skip, epoch):
             yield batch
             step += 1
-
-
-class Ahead:
-    """Iterates ``items`` in a background thread, ``depth`` items ahead of the caller.
-
-    Across an epoch's end too: the next epoch's input pipeline is built and starts decoding while
-    the last steps (and the validation) of this one run, instead of the devices waiting for its
-    first batch every epoch. Items come in order; an error of ``items`` is raised by ``next``.
-    """
-
-    _END = object()
-
-    def __init__(self, items: Iterable, depth: int = 1):
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, args=(items,), daemon=True, name="rajax-input")
-        self._thread.start()
-
-    def _produce(self, items: Iterable) -> None:
-        try:
-            for item in items:
-                if not self._put((item, None)):
-                    return
-            self._put((self._END, None))
-        except BaseException as error:  # handed to the consumer, raised there
-            self._put((self._END, error))
-
-    def _put(self, entry) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        item, error = self._queue.get()
-        if error is not None:
-            raise error
-        if item is self._END:
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        """Stops the producer at its next item (a training run that ends early, or fails)."""
-        self._stop.set()
 
 
 def stage_steps(task: Task, stage_config, seed: int, total_steps: int, *, donate: bool = True):
