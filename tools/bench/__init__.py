@@ -40,6 +40,11 @@ Modules, one concern each:
 * ``forward``, ``train``, ``memory``, ``video``, ``xla_flags``: one section each;
 * ``report``: the table printed at the end.
 
+The package also holds the other tools' modules: ``pipeline_*`` for tools/benchmark_pipeline.py
+(the input pipeline's host cost; ``pipeline_common`` describes it) and ``device_check``,
+``device_parts`` and ``device_report`` for tools/device_check.py (the accelerator check, which
+reuses ``forward``, ``torch_peers``, ``train``, ``timing``, ``machine`` and ``pipeline_inputs``).
+
 Import order: torch before anything that imports TensorFlow (rajax.data does; torchvision
 segfaults when imported after it). Every module that can reach rajax.data imports torch first,
 and tools/benchmark.py imports torch before this package.

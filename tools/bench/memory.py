@@ -10,6 +10,21 @@ import numpy as np
 from bench.train import Stage1, on_devices, stage1_batch
 
 
+def xla_memory_plan(compiled) -> dict:
+    """XLA's memory analysis of a compiled program (any backend, without running it): its sizes
+    and ``xla_planned_peak_bytes``, everything live at once in the worst case XLA planned for
+    (inputs, outputs that do not reuse donated inputs, and the temporaries). {} when XLA has none."""
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return {}
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
+              "temp_size_in_bytes", "generated_code_size_in_bytes")
+    plan = {f: int(getattr(analysis, f)) for f in fields}
+    plan["xla_planned_peak_bytes"] = (plan["argument_size_in_bytes"] + plan["output_size_in_bytes"]
+                                      - plan["alias_size_in_bytes"] + plan["temp_size_in_bytes"])
+    return plan
+
+
 def bench_memory(args, stage1: Stage1, on_gpu) -> dict:
     import jax
 
@@ -25,18 +40,7 @@ def bench_memory(args, stage1: Stage1, on_gpu) -> dict:
         state, step = stage1.train_step(name)
         start = time.perf_counter()
         compiled = step.lower(state, batch_shapes).compile()
-        entry: dict[str, Any] = {"compile_s": time.perf_counter() - start}
-        analysis = compiled.memory_analysis()
-        if analysis is not None:
-            fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
-                      "temp_size_in_bytes", "generated_code_size_in_bytes")
-            entry |= {f: int(getattr(analysis, f)) for f in fields}
-            # Everything live at once in the worst case XLA planned for: inputs, outputs that do
-            # not reuse donated inputs, and the temporaries of the step.
-            entry["xla_planned_peak_bytes"] = (
-                analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-                - analysis.alias_size_in_bytes + analysis.temp_size_in_bytes
-            )
+        entry: dict[str, Any] = {"compile_s": time.perf_counter() - start} | xla_memory_plan(compiled)
         if on_gpu:
             device = jax.devices()[0]
             batch = on_devices(stage1_batch(args.memory_batch, args.memory_frames, 224))
