@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rajax.data.records import records_from_csv
-from rajax.recipe.report import bootstrap_interval
+from rajax.recipe.report import bootstrap_interval, paired_difference_interval
 from rajax.recipe.rows import BACKBONES, ROWS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +79,12 @@ def test_every_row_on_both_backbones_with_intervals_that_match_the_predictions(t
             assert result["cv_accuracy_se"] == pytest.approx(np.std(folds["fold_accuracies"], ddof=1) / np.sqrt(2))
         else:
             assert result["cv_accuracy_mean"] is None and result["cv_accuracy_se"] is None
+            # The gain over the Kinetics features on the same clips, paired.
+            kinetics = summary["reports"]["kinetics/" + key.split("/")[1]]
+            theirs = np.array(kinetics["predictions"]) == np.array(kinetics["labels"])
+            assert result["gain_over_kinetics"] == pytest.approx(correct.mean() - theirs.mean())
+            assert result["gain_over_kinetics_ci95"] == pytest.approx(
+                list(paired_difference_interval(correct, theirs, 500, summary["seed"])))
     # Kinetics' I3D alone is its full-frame head; the fine-tuned one its own classifier.
     assert summary["results"]["kinetics/i3d"] == summary["results"]["kinetics/full_frame"]
     assert (workdir / "finetuned" / "finetune" / "backbone").is_dir()

@@ -267,6 +267,29 @@ def draw_pictures(config, records, workdir: Path, folder: Path) -> dict[str, Pat
 # The whole recipe
 
 
+def row_result(key: str, report: dict, reports: dict, cross: dict, config) -> dict:
+    """One row of one backbone in ``summary.json``: test accuracy, its interval, the Kinetics
+    features' cross-validation, and for the fine-tuned backbone its paired gain over Kinetics'."""
+    backbone, row_key = key.split("/")
+    correct = np.asarray(report["predictions"]) == np.asarray(report["labels"])
+    row_cv = cross.get(row_key) if backbone == "kinetics" else None
+    result = {
+        "test_accuracy": report["accuracy"],
+        "test_accuracy_ci95": report_lib.bootstrap_interval(correct, config.run.bootstrap_samples, config.seed),
+        "cv_accuracy_mean": row_cv["mean"] if row_cv else None,
+        "cv_accuracy_se": row_cv["standard_error"] if row_cv else None,
+    }
+    baseline = reports.get(f"kinetics/{row_key}")
+    # Both backbones' test reports list the test videos in the store's order: the same videos in
+    # the same order when their labels agree position by position (no video skipped by one only).
+    if backbone == "finetuned" and baseline is not None and list(baseline["labels"]) == list(report["labels"]):
+        theirs = np.asarray(baseline["predictions"]) == np.asarray(baseline["labels"])
+        result["gain_over_kinetics"] = report["accuracy"] - baseline["accuracy"]
+        result["gain_over_kinetics_ci95"] = report_lib.paired_difference_interval(
+            correct, theirs, config.run.bootstrap_samples, config.seed)
+    return result
+
+
 def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None = None,
                progress: bool = True, watch: Stopwatch | None = None) -> dict:
     """Runs (or resumes) every stage of ``config`` in ``workdir``; prints the table, writes
@@ -297,7 +320,10 @@ def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None 
 
     kinetics_features = workdir / "kinetics" / "features"
     finetune_dir = workdir / "finetuned" / "finetune"
-    kinetics_config = stage_config(config, **{"backbone.finetuned": False, "data.features_dir": str(kinetics_features)})
+    # The Kinetics stages name no fine-tuned backbone: their configs (and resuming them) never
+    # depend on where stage 1 of this work directory is.
+    kinetics_config = stage_config(config, **{"backbone.finetuned": False, "backbone.finetuned_dir": "",
+                                              "data.features_dir": str(kinetics_features)})
     finetune_overrides = {"backbone.finetuned_dir": str(finetune_dir),
                           "data.features_dir": str(workdir / "finetuned" / "features")}
     if config.finetune.classifier_init == "probe" and not config.finetune.probe_features:
@@ -335,8 +361,9 @@ def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None 
                     continue
                 row = trained_row(key)
                 if f"{backbone}/{row.key}" not in reports:
+                    finetuned_from = str(finetune_dir) if backbone == "finetuned" else ""
                     row_config = stage_config(backbone_config, **row_overrides(row, backbone, str(features),
-                                                                               str(finetune_dir)))
+                                                                               finetuned_from))
                     reports[f"{backbone}/{row.key}"] = train_row(row_config, workdir / backbone / row.key)
                     if progress:
                         say(f"  {backbone} {row.key}: {100 * reports[f'{backbone}/{row.key}']['accuracy']:.1f}%")
@@ -358,17 +385,7 @@ def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None 
 
         watch.time("cross_validation", all_folds)
 
-    results = {}
-    for key, report in reports.items():
-        backbone, row_key = key.split("/")
-        correct = np.asarray(report["predictions"]) == np.asarray(report["labels"])
-        row_cv = cross.get(row_key) if backbone == "kinetics" else None
-        results[key] = {
-            "test_accuracy": report["accuracy"],
-            "test_accuracy_ci95": report_lib.bootstrap_interval(correct, config.run.bootstrap_samples, config.seed),
-            "cv_accuracy_mean": row_cv["mean"] if row_cv else None,
-            "cv_accuracy_se": row_cv["standard_error"] if row_cv else None,
-        }
+    results = {key: row_result(key, report, reports, cross, config) for key, report in reports.items()}
 
     picture_paths = {}
     if config.run.pictures:
