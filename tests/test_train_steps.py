@@ -4,6 +4,7 @@ The fine-tuning step runs the real InceptionI3d (width 1/8, 16 frames of 32x32) 
 freezing rules meet the real parameter tree.
 """
 
+import dataclasses
 import itertools
 
 import jax
@@ -57,7 +58,7 @@ def _finetune_step(config, seed=0):
     """(labels, params/stats before, state after one pmapped step) for the tiny fine-tuning model."""
     model, state, step, _, labels = _finetune_steps(config, seed)
     rules = steps.rules_from_config(config.finetune)
-    stats_labels = trainer.batch_stats_labels(state.batch_stats, rules, config.finetune.update_batch_stats)
+    stats_labels = steps.batch_stats_labels(state.batch_stats, rules, config.finetune.update_batch_stats)
     before = jax.device_get(state)
     after, metrics = step(steps.replicate(state), _finetune_batch(seed))
     return model, labels, stats_labels, before, jax.device_get(after), jax.device_get(metrics)
@@ -139,17 +140,35 @@ def test_one_finetune_step_changes_exactly_the_trainable_parameters():
     assert np.isfinite(metrics["loss"]).all() and metrics["learning_rate"][0] == pytest.approx(1e-4)
 
 
+def test_the_optimizer_holds_state_for_the_trainable_parameters_only():
+    """One mechanism freezes: the optimizer is built on the trainable leaves alone, so Adam's two
+    moments hold exactly as many numbers as the trainable parameters, and none for the trunk."""
+    config = _tiny()
+    _, state, _, _, labels = _finetune_steps(config)
+    counts = steps.count_parameters(state.params, labels)
+    trainable, _ = steps.split_trainable(labels, state.params)
+    adam = [s for s in jax.tree.leaves(state.opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)]
+    assert len(adam) == 1
+    for moment in (adam[0].mu, adam[0].nu):
+        assert [m.shape for m in moment] == [p.shape for p in trainable]
+        assert sum(int(np.prod(m.shape)) for m in moment) == counts[steps.TRAINABLE]
+    assert counts[steps.TRAINABLE] > 0 and counts[steps.FROZEN] > 0
+
+
 def test_trainable_blocks_can_keep_their_batch_statistics():
     """update_batch_stats=False: every BatchNorm normalises with its moving averages and keeps them."""
     config = _tiny(**{"finetune.update_batch_stats": False})
     model, variables = backbone.finetune_model(config, len(config.classes))
     assert model.batch_norm_train_blocks == ()
     rules = steps.rules_from_config(config.finetune)
-    labels = trainer.batch_stats_labels(variables["batch_stats"], rules, update=False)
+    labels = steps.batch_stats_labels(variables["batch_stats"], rules, update=False)
     assert set(jax.tree.leaves(labels)) == {steps.FROZEN}
     # With every statistic labelled frozen, a step hands back the old arrays themselves.
     new = jax.tree.map(lambda x: x + 1.0, variables["batch_stats"])
-    kept = steps.select_trainable(labels, new, variables["batch_stats"])
+    updated, _ = steps.split_trainable(labels, new)
+    assert updated == []
+    kept = steps.with_trainable(labels, variables["batch_stats"], updated)
     assert all(a is b for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(variables["batch_stats"])))
 
 
@@ -188,8 +207,8 @@ def test_gradients_are_averaged_over_the_global_batch_with_uneven_masks():
     head = heads.RegionAttention(num_classes=3)
     params = jax.device_get(head.init(jax.random.key(0), features)["params"])
     all_trainable = jax.tree.map(lambda _: steps.TRAINABLE, params)
-    tx = steps.masked_optimizer(optax.sgd(1.0), all_trainable)
-    state = steps.create_train_state(params, {}, tx, 0)
+    tx = optax.sgd(1.0)
+    state = steps.create_train_state(params, {}, tx, 0, param_labels=all_trainable)
     step = steps.pmap_train_step(forward=forwards.head_forward(head), tx=tx, param_labels=all_trainable,
                                  batch_stats_labels={}, schedule=optax.constant_schedule(1.0))
     batch = steps.shard({"features": features, "label": labels, "mask": mask})
@@ -264,12 +283,12 @@ def test_region_attention_learns_a_separable_toy_problem_and_attends_to_the_info
     labels = jax.tree.map(lambda _: steps.TRAINABLE, params)
     optimizer = load_config("tiny").train_head.optimizer
     schedule = optax.constant_schedule(1e-2)
-    tx = steps.masked_optimizer(steps.build_optimizer(optimizer, schedule), labels)
+    tx = steps.build_optimizer(optimizer, schedule)
     forward = forwards.head_forward(head)
     train = steps.pmap_train_step(forward=forward, tx=tx, param_labels=labels, batch_stats_labels={},
                                   schedule=schedule)
     evaluate = steps.pmap_eval_step(forward=forward)
-    state = steps.replicate(steps.create_train_state(params, {}, tx, 0))
+    state = steps.replicate(steps.create_train_state(params, {}, tx, 0, param_labels=labels))
     first_loss = None
     for epoch in range(15):
         order = np.random.default_rng(epoch).permutation(len(x))
@@ -355,3 +374,20 @@ def test_ahead_close_stops_and_joins_its_thread():
     assert not ahead._thread.is_alive()
     assert closed == [True]  # the generator was closed, in the thread that ran it
     assert ahead.close()  # closing again is harmless
+
+
+def test_periodic_actions_fall_on_the_steps_the_config_says():
+    """4 steps per epoch, 3 epochs: log every 3 steps and at epoch ends, validate every 2nd epoch and
+    after the last, checkpoint every 5 steps and every epoch's end (or at no epoch end with 0)."""
+    periods = trainer.Periods(steps_per_epoch=4, total_steps=12, log_every_steps=3, eval_every_epochs=2,
+                              checkpoint_every_steps=5, checkpoint_every_epochs=1)
+    done = range(1, 13)
+    assert [s for s in done if periods.log(s)] == [3, 4, 6, 8, 9, 12]
+    assert [s for s in done if periods.validate(s)] == [8, 12]
+    assert [s for s in done if periods.checkpoint(s)] == [4, 5, 8, 10, 12]
+    no_epochs = dataclasses.replace(periods, checkpoint_every_epochs=0)
+    assert [s for s in done if no_epochs.checkpoint(s)] == [5, 10]
+    config = _tiny()
+    assert trainer.Periods.of(4, config.finetune, config) == trainer.Periods(
+        4, 4 * config.finetune.num_epochs, config.log_every_steps, config.finetune.eval_every_epochs,
+        config.checkpoint.every_steps, config.checkpoint.every_epochs)

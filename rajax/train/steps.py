@@ -5,6 +5,14 @@ Nothing here reads files or touches the host beyond building pytrees: ``train_st
 compile once, replicate over the local devices (gradients and batch statistics averaged with
 ``lax.pmean``) and donate the state to, so a step updates it in place.
 
+Freezing has one mechanism: the TRAINABLE / FROZEN labels of a stage's regex rules split the
+parameters into two lists of leaves (:func:`split_trainable`). The step differentiates the
+trainable list only (the frozen trunk carries no tangents, so no backward pass is built for it),
+the optimizer is initialised on and updates that list only (its state holds nothing for frozen
+parameters), and the new parameters are the updated trainable leaves joined with the frozen ones,
+the very arrays the step received (:func:`join_trainable`). BatchNorm statistics are split the
+same way by their own labels (:func:`batch_stats_labels`).
+
 A *forward function* adapts a model to the steps: ``forward(params, batch_stats, batch, *, train,
 rng) -> (logits, attention, new_batch_stats)``; the trainer builds one per stage (I3D
 fine-tuning, head on features, end-to-end). ``attention`` is a dict of per-example arrays (empty
@@ -100,22 +108,38 @@ def rules_from_config(stage_config) -> list[tuple[str, str]]:
     return [(label, pattern) for label, pattern in rules if pattern]
 
 
-def select_trainable(labels: PyTree, new: PyTree, old: PyTree) -> PyTree:
-    """``new`` where the label is TRAINABLE, ``old`` (the very same array, bit for bit) elsewhere."""
-    return jax.tree.map(lambda label, n, o: n if label == TRAINABLE else o, labels, new, old)
+def batch_stats_labels(batch_stats: PyTree, rules, update: bool) -> PyTree:
+    """TRAINABLE for the statistics of trainable layers when they update them, else FROZEN.
+
+    The model runs BatchNorm in train mode in exactly those layers (``batch_norm_train_blocks``);
+    a step keeps the statistics it computes for them and the old ones, bit for bit, for the rest.
+    """
+    if not update or not jax.tree.leaves(batch_stats):
+        return jax.tree.map(lambda _: FROZEN, batch_stats)
+    return parameter_labels(batch_stats, rules)
 
 
-def split_trainable(labels: PyTree, params: PyTree) -> tuple[list, list]:
-    """The leaves of ``params`` as (trainable, frozen) lists, in tree order."""
-    pairs = list(zip(jax.tree.leaves(labels), jax.tree.leaves(params)))
+def split_trainable(labels: PyTree, tree: PyTree) -> tuple[list, list]:
+    """The leaves of ``tree`` as (trainable, frozen) lists, in tree order."""
+    label_leaves, leaves = jax.tree.leaves(labels), jax.tree.leaves(tree)
+    if len(label_leaves) != len(leaves):
+        raise RajaxError(f"{len(label_leaves)} labels for a tree of {len(leaves)} leaves")
+    pairs = list(zip(label_leaves, leaves))
     return [p for label, p in pairs if label == TRAINABLE], [p for label, p in pairs if label != TRAINABLE]
 
 
 def join_trainable(labels: PyTree, trainable: Sequence, frozen: Sequence, like: PyTree) -> PyTree:
-    """Inverse of :func:`split_trainable`: a tree shaped like ``like``."""
+    """Inverse of :func:`split_trainable`: a tree shaped like ``like`` holding the given leaves
+    themselves (a frozen leaf comes back as the very array it was)."""
     trainable, frozen = iter(trainable), iter(frozen)
     leaves = [next(trainable) if label == TRAINABLE else next(frozen) for label in jax.tree.leaves(labels)]
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
+def with_trainable(labels: PyTree, tree: PyTree, trainable: Sequence) -> PyTree:
+    """``tree`` with its trainable leaves replaced by ``trainable`` (in tree order); its frozen
+    leaves are the very same arrays."""
+    return join_trainable(labels, trainable, split_trainable(labels, tree)[1], tree)
 
 
 def count_parameters(params: PyTree, labels: PyTree) -> dict[str, int]:
@@ -145,7 +169,8 @@ def learning_rate_schedule(optimizer_config, total_steps: int) -> optax.Schedule
 
 
 def build_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """The optimizer of one training stage, for its trainable parameters.
+    """The optimizer of one training stage; it only ever sees the trainable parameters (the list
+    :func:`split_trainable` gives), so it needs no mask.
 
     ``adam``: PyTorch's ``torch.optim.Adam(weight_decay=wd)``, i.e. L2 regularisation: ``wd * p``
     is ADDED TO THE GRADIENT before the Adam moments, so it is rescaled by Adam like the rest of
@@ -169,20 +194,15 @@ def build_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradien
     )
 
 
-def masked_optimizer(inner: optax.GradientTransformation, labels: PyTree) -> optax.GradientTransformation:
-    """``inner`` on the trainable parameters; frozen ones get no update and no optimizer state.
-
-    ``set_to_zero`` ignores its input, so XLA drops the frozen parameters' gradients altogether.
-    """
-    return optax.partition({TRAINABLE: inner, FROZEN: optax.set_to_zero()}, labels)
-
-
-def create_train_state(params, batch_stats, tx: optax.GradientTransformation, seed: int) -> TrainState:
+def create_train_state(params, batch_stats, tx: optax.GradientTransformation, seed: int, *,
+                       param_labels: PyTree) -> TrainState:
+    """The state before the first step; ``opt_state`` is ``tx``'s state of the trainable leaves
+    (a list, in tree order) and holds nothing for frozen parameters."""
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         batch_stats=batch_stats if batch_stats is not None else {},
-        opt_state=tx.init(params),
+        opt_state=tx.init(split_trainable(param_labels, params)[0]),
         rng=jax.random.key_data(jax.random.key(seed)),
     )
 
@@ -236,15 +256,14 @@ def train_step(
 
     (objective, (logits, new_batch_stats)), trainable_grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
     trainable_grads = jax.lax.pmean(trainable_grads, AXIS)
-    # The optimizer sees the whole tree; frozen leaves get zero gradients and are kept as they were.
-    grads = join_trainable(param_labels, trainable_grads, [jnp.zeros_like(p) for p in frozen], state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = select_trainable(param_labels, optax.apply_updates(state.params, updates), state.params)
+    # The optimizer sees the trainable leaves only; the frozen ones go back untouched.
+    updates, opt_state = tx.update(trainable_grads, state.opt_state, trainable)
+    params = join_trainable(param_labels, optax.apply_updates(trainable, updates), frozen, state.params)
     # BatchNorm statistics: averaged across devices for the layers that update them (the same
     # statistics a single device would see on the whole batch, up to the variance of the mean);
     # frozen layers keep theirs bit for bit.
-    new_batch_stats = jax.lax.pmean(new_batch_stats, AXIS)
-    batch_stats = select_trainable(batch_stats_labels, new_batch_stats, state.batch_stats)
+    updated_stats, _ = split_trainable(batch_stats_labels, new_batch_stats)
+    batch_stats = with_trainable(batch_stats_labels, state.batch_stats, jax.lax.pmean(updated_stats, AXIS))
 
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     metrics = {
