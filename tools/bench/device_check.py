@@ -183,12 +183,12 @@ def main(argv=None) -> int:
         left = total - (time.perf_counter() - start)
         share = SHARES[name] / sum(SHARES[p] for p in parts[index:])
         budget = max(left * share, 1.0)
-        grace = 0.1 * budget + (5 if args.smallest else 20)
+        grace = 0.1 * budget + (10 if args.smallest else 20)  # a measurement under way may finish
         print(f"[{name}] {budget:.0f} s", flush=True)
         if name == "info":  # a few seconds; at least 30 however small the budget (imports on a loaded machine)
             results["info"] = run_info(max(budget + grace, 30))
         else:
-            part_spec = spec | {"budget_s": budget}
+            part_spec = spec | {"budget_s": budget, "deadline": time.time() + budget}
             if name == "torch":
                 part_spec["batch"] = results.get("jax", {}).get("forward", {}).get("largest_batch")
             results[name] = run_part_process(name, part_spec, budget + grace, folder)
