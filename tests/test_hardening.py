@@ -8,6 +8,7 @@ damaged newest checkpoint that stopped the run. The commands run in this process
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from contextlib import contextmanager
@@ -178,6 +179,43 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert "8 (" in err and "using step 6, the newest that restores" in err
     assert checkpoints.saved_steps(latest)[-1] == 12  # trained on from step 6 to the end
     assert (tmp_path / "train_head" / "checkpoints_unreadable" / "8").is_dir()  # kept, not deleted
+
+
+def test_a_checkpoint_of_the_older_optimizer_layout_is_named_as_such(tmp_path):
+    """Checkpoints written before the optimizer state held only the trainable parameters (no
+    "layout" in their meta, the whole tree in opt_state) cannot resume a run: one clear line, not
+    "another config"."""
+    import orbax.checkpoint as ocp
+
+    from test_checkpoint_resume import REGIONS, make_feature_store
+
+    from rajax.train import stages
+
+    store = make_feature_store(tmp_path / "store", counts=(("train", 16), ("validation", 8), ("test", 8)))
+    config = apply_overrides(load_config("tiny"), {
+        "data.features_dir": str(store), "data.regions": ",".join(REGIONS), "train_head.num_epochs": "1"})
+    stages.train(config, tmp_path, "train_head", progress=False)
+    latest = tmp_path / "train_head" / checkpoints.LATEST_DIR
+    (step,) = checkpoints.saved_steps(latest)
+    manager = checkpoints.make_manager(latest, keep=2)
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                             meta=ocp.args.JsonRestore()))
+    tree, meta = dict(restored["state"]), dict(restored["meta"])
+    assert meta["layout"] == checkpoints.CHECKPOINT_LAYOUT
+    # As the older rajax wrote it: an optimizer state over every parameter, no layout in the meta.
+    tree["opt_state"] = {"partition": tree["params"], "count": np.zeros((), np.int32)}
+    del meta["layout"]
+    for folder in (latest, tmp_path / "train_head" / checkpoints.BEST_DIR):
+        for old in folder.iterdir():
+            shutil.rmtree(old)
+    old_manager = checkpoints.make_manager(latest, keep=2)
+    old_manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
+                     force=True)
+    old_manager.wait_until_finished()
+    more = apply_overrides(config, {"train_head.num_epochs": "2"})
+    with pytest.raises(RajaxError, match=r"checkpoints: written by an older rajax, whose checkpoints held the "
+                                         r"optimizer state of every parameter"):
+        stages.train(more, tmp_path, "train_head", progress=False)
 
 
 def test_a_stage_resumes_only_under_the_config_its_checkpoints_were_trained_with(tmp_path):

@@ -31,6 +31,10 @@ from rajax.errors import RajaxError
 
 LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
+# What a checkpoint's optimizer state holds, in its meta as "layout": 2 = the trainable parameters'
+# state only (freezing in one place, rajax.train.steps). Checkpoints without the field are layout 1
+# (the whole tree, frozen leaves partitioned away): their parameters load, a run cannot resume.
+CHECKPOINT_LAYOUT = 2
 
 
 def make_manager(directory: str | os.PathLike, keep: int) -> ocp.CheckpointManager:
@@ -70,7 +74,8 @@ def save(manager: ocp.CheckpointManager, step: int, state, meta: dict[str, Any])
     manager.save(
         step,
         args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state_to_tree(state)), meta=ocp.args.JsonSave(meta)
+            state=ocp.args.StandardSave(state_to_tree(state)),
+            meta=ocp.args.JsonSave({**meta, "layout": CHECKPOINT_LAYOUT}),
         ),
         force=True,
     )
@@ -112,10 +117,25 @@ def restore(manager: ocp.CheckpointManager, target_state, step: int | None = Non
         state = flax.serialization.from_state_dict(target_state, restored["state"])
         state = jax.tree.map(np.asarray, state)
         return state, dict(restored["meta"])
+    if all(_stored_layout(manager, candidate) < CHECKPOINT_LAYOUT for candidate in candidates):
+        raise RajaxError(
+            f"{manager.directory}: written by an older rajax, whose checkpoints held the optimizer state of "
+            "every parameter (frozen ones included); a run cannot resume from it. Its parameters still load "
+            "(rajax evaluate, rajax predict); to train on, start the stage in a new work directory")
     raise RajaxError(
         f"{manager.directory}: no checkpoint restores into this model (step {'; step '.join(failures)}); "
         "if the files are intact, this work directory was trained with another config"
     )
+
+
+def _stored_layout(manager: ocp.CheckpointManager, step: int) -> int:
+    """The ``layout`` a checkpoint's meta records (1 when it has none; the current one when the meta
+    cannot be read, so that damaged files are not blamed on the layout)."""
+    try:
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception:  # noqa: BLE001 - orbax raises many kinds
+        return CHECKPOINT_LAYOUT
+    return int(dict(meta).get("layout", 1))
 
 
 def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> Path:
