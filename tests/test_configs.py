@@ -79,7 +79,11 @@ def _ucf101_expected() -> dict:
     return {"classes": module.UCF101_SUBSET_CLASSES, "data.folder": str(module.DEFAULT_FOLDER),
             "data.group_pattern": r"(v_.+_g\d+)_c\d+$", "data.test_groups": r"_g0[1-7]$",
             "data.validation_fraction": 0.2, "data.num_timesteps": 4, "data.crop_size": 112,
-            "backbone.feature_dtype": "float32", "finetune.num_epochs": 10, "finetune.select": "last",
+            "backbone.feature_dtype": "float32", "finetune.num_epochs": 10,
+            "finetune.classifier_init": "probe", "finetune.update_batch_stats": False, "finetune.flip": True,
+            "finetune.sampling": "random", "finetune.validation_regions": ("full", "grid_1_1", "actor"),
+            "finetune.eval_every_epochs": 2, "finetune.optimizer.schedule": "cosine",
+            "finetune.optimizer.warmup_steps": 25,
             "train_head.batch_size": 8, "train_head.eval_every_epochs": 5, "eval_batch_size": 8,
             "checkpoint.every_steps": 1_000_000, "checkpoint.every_epochs": 0, "run.cv_folds": 5,
             "run.detect_every": 25}

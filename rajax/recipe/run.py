@@ -290,6 +290,53 @@ def row_result(key: str, report: dict, reports: dict, cross: dict, config) -> di
     return result
 
 
+def backbone_configs(config, workdir: Path):
+    """``(kinetics, finetuned)``: the configs of the stages on each backbone in ``workdir``."""
+    kinetics_features = workdir / "kinetics" / "features"
+    # The Kinetics stages name no fine-tuned backbone: their configs (and resuming them) never
+    # depend on where stage 1 of this work directory is.
+    kinetics = stage_config(config, **{"backbone.finetuned": False, "backbone.finetuned_dir": "",
+                                       "data.features_dir": str(kinetics_features)})
+    overrides = {"backbone.finetuned_dir": str(workdir / "finetuned" / "finetune"),
+                 "data.features_dir": str(workdir / "finetuned" / "features")}
+    if config.finetune.classifier_init == "probe" and not config.finetune.probe_features:
+        overrides["finetune.probe_features"] = str(kinetics_features)
+    return kinetics, stage_config(config, **overrides)
+
+
+def train_rows(configs: dict, workdir: Path, rows: list[str], i3d_alone: dict | None, progress: bool) -> dict:
+    """Stage 3 of every row on each backbone of ``configs`` (``{backbone: its config}``): their test
+    reports by ``"<backbone>/<row>"``. A row trained once serves every key that names it."""
+    reports: dict[str, dict] = {}
+    for backbone, backbone_config in configs.items():
+        for key in rows:
+            if backbone == "finetuned" and key == I3D_ALONE:
+                reports[f"{backbone}/{key}"] = i3d_alone
+                continue
+            row = trained_row(key)
+            if f"{backbone}/{row.key}" not in reports:
+                overrides = row_overrides(row, backbone, backbone_config.data.features_dir,
+                                          backbone_config.backbone.finetuned_dir)
+                reports[f"{backbone}/{row.key}"] = train_row(stage_config(backbone_config, **overrides),
+                                                             workdir / backbone / row.key)
+                if progress:
+                    say(f"  {backbone} {row.key}: {100 * reports[f'{backbone}/{row.key}']['accuracy']:.1f}%")
+            reports[f"{backbone}/{key}"] = reports[f"{backbone}/{row.key}"]
+    return reports
+
+
+def cross_validate_rows(config, workdir: Path, rows: list[str], records, progress: bool) -> dict:
+    """Each row's grouped cross-validation on the Kinetics features, by row key."""
+    groups = {r.video_id: r.group for r in records or () if r.group is not None}
+    cross: dict[str, dict] = {}
+    for key in rows:
+        row = trained_row(key)
+        if row.key not in cross:
+            cross[row.key] = cross_validate(config, workdir, row, groups, progress)
+        cross[key] = cross[row.key]
+    return cross
+
+
 def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None = None,
                progress: bool = True, watch: Stopwatch | None = None) -> dict:
     """Runs (or resumes) every stage of ``config`` in ``workdir``; prints the table, writes
@@ -317,18 +364,7 @@ def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None 
     say("[detect] the actor of every video (YOLO)")
     detector = watch.time("detect", find_actors, config, records, workdir, detector_weights, progress)
     config = stage_config(config, **{"data.actors_file": str(actors_file(config, workdir))})
-
-    kinetics_features = workdir / "kinetics" / "features"
-    finetune_dir = workdir / "finetuned" / "finetune"
-    # The Kinetics stages name no fine-tuned backbone: their configs (and resuming them) never
-    # depend on where stage 1 of this work directory is.
-    kinetics_config = stage_config(config, **{"backbone.finetuned": False, "backbone.finetuned_dir": "",
-                                              "data.features_dir": str(kinetics_features)})
-    finetune_overrides = {"backbone.finetuned_dir": str(finetune_dir),
-                          "data.features_dir": str(workdir / "finetuned" / "features")}
-    if config.finetune.classifier_init == "probe" and not config.finetune.probe_features:
-        finetune_overrides["finetune.probe_features"] = str(kinetics_features)
-    finetuned_config = stage_config(config, **finetune_overrides)
+    kinetics_config, finetuned_config = backbone_configs(config, workdir)
 
     if "kinetics" in backbones or config.finetune.classifier_init == "probe":
         say(f"[extract_kinetics] stage 2 with the Kinetics-400 I3D: {len(config.data.regions)} regions x "
@@ -337,9 +373,9 @@ def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None 
         watch.time("extract_kinetics", extract, kinetics_config, workdir / "kinetics", skipped, progress)
     finetune_report = i3d_alone = None
     if "finetuned" in backbones:
-        say(f"[finetune] stage 1: Multi-Regional fine-tuning ({config.finetune.num_epochs} epochs)")
         from rajax.train import stages
 
+        say(f"[finetune] stage 1: Multi-Regional fine-tuning ({config.finetune.num_epochs} epochs)")
         finetune_report = watch.time("finetune", stages.train, finetuned_config, workdir / "finetuned", "finetune",
                                      progress)
         say("[extract_finetuned] stage 2 with the fine-tuned I3D")
@@ -349,92 +385,70 @@ def run_recipe(config, workdir: str | os.PathLike, detector_weights: str | None 
                                    config.data.test_split)
 
     say(f"[heads] stage 3: {len(rows)} rows on the features of {' and '.join(backbones)}")
-
-    def all_heads() -> dict[str, dict]:
-        reports = {}
-        for backbone in backbones:
-            backbone_config = kinetics_config if backbone == "kinetics" else finetuned_config
-            features = kinetics_features if backbone == "kinetics" else workdir / "finetuned" / "features"
-            for key in rows:
-                if backbone == "finetuned" and key == I3D_ALONE:
-                    reports[f"{backbone}/{key}"] = i3d_alone
-                    continue
-                row = trained_row(key)
-                if f"{backbone}/{row.key}" not in reports:
-                    finetuned_from = str(finetune_dir) if backbone == "finetuned" else ""
-                    row_config = stage_config(backbone_config, **row_overrides(row, backbone, str(features),
-                                                                               finetuned_from))
-                    reports[f"{backbone}/{row.key}"] = train_row(row_config, workdir / backbone / row.key)
-                    if progress:
-                        say(f"  {backbone} {row.key}: {100 * reports[f'{backbone}/{row.key}']['accuracy']:.1f}%")
-                reports[f"{backbone}/{key}"] = reports[f"{backbone}/{row.key}"]
-        return reports
-
-    reports = watch.time("heads", all_heads)
+    configs = {name: kinetics_config if name == "kinetics" else finetuned_config for name in backbones}
+    reports = watch.time("heads", train_rows, configs, workdir, rows, i3d_alone, progress)
     cross: dict[str, dict] = {}
     if config.run.cv_folds:
         say(f"[cross_validation] the Kinetics features, {config.run.cv_folds} folds of whole groups over all videos")
-        groups = {r.video_id: r.group for r in records or () if r.group is not None}
-
-        def all_folds():
-            for key in rows:
-                row = trained_row(key)
-                if row.key not in cross:
-                    cross[row.key] = cross_validate(kinetics_config, workdir, row, groups, progress)
-                cross[key] = cross[row.key]
-
-        watch.time("cross_validation", all_folds)
-
-    results = {key: row_result(key, report, reports, cross, config) for key, report in reports.items()}
-
-    picture_paths = {}
+        cross = watch.time("cross_validation", cross_validate_rows, kinetics_config, workdir, rows, records, progress)
+    pictures = {}
     if config.run.pictures:
         say("[pictures]")
-        picture_paths = watch.time("pictures", draw_pictures, config, records, workdir, workdir / PICTURES_DIR)
+        pictures = watch.time("pictures", draw_pictures, config, records, workdir, workdir / PICTURES_DIR)
 
-    titles = {key: ROWS[key].title for key in rows}
-    counts = {f"{split}_videos": sum(r.split == name for r in records or ())
-              for split, name in (("train", config.data.train_split), ("validation", config.data.validation_split),
-                                  ("test", config.data.test_split))}
-    test_videos = len(next(iter(reports.values()))["labels"]) if reports else 0
     summary = {
-        "rajax_run": 1,
-        "started": started, "workdir": str(workdir), "seed": config.seed,
+        "rajax_run": 1, "started": started, "workdir": str(workdir), "seed": config.seed,
         "config": config.to_dict(),
-        "dataset": {"videos": len(records) if records is not None else None, **counts,
-                    "groups": len({r.group for r in records or () if r.group is not None}),
-                    "classes": list(config.classes), "videos_csv": str(workdir / VIDEOS_FILE)},
+        "dataset": dataset_counts(config, records, workdir),
         "detector": detector,
-        "results": results,
-        "titles": titles,
+        "results": {key: row_result(key, report, reports, cross, config) for key, report in reports.items()},
+        "titles": {key: ROWS[key].title for key in rows},
         "chance_accuracy": 1 / len(config.classes),
         "cross_validation": {key: {k: v for k, v in value.items() if k != "fold_of_video"}
                              for key, value in cross.items()},
         "cv_folds_of_videos": next(iter(cross.values()))["fold_of_video"] if cross else {},
         "finetune": ({"test_accuracy": finetune_report.get("accuracy") if finetune_report else None,
-                      **{k: v for k, v in config.finetune.to_dict().items() if k != "optimizer"},
-                      "optimizer": config.finetune.optimizer.to_dict()} if "finetuned" in backbones else None),
+                      **config.finetune.to_dict()} if "finetuned" in backbones else None),
         "reports": {key: {k: report[k] for k in REPORT_KEYS if k in report} for key, report in reports.items()},
         "skipped_videos": int(sum(skipped)),
-        "pictures": {name: str(path) for name, path in picture_paths.items()},
-        "timings": dict(watch.stages),
+        "pictures": {name: str(path) for name, path in pictures.items()},
+        "timings": {**watch.stages, "total": watch.total()},
         "machine": {"cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
                     "load_average_before": [round(v, 2) for v in load_before],
                     "load_average_after": [round(v, 2) for v in os.getloadavg()],
                     "python": platform.python_version(), "platform": platform.platform()},
     }
-    summary["timings"]["total"] = watch.total()
     write_summary(workdir, summary)
+    print_report(summary, rows, config.run.cv_folds, workdir)
+    return summary
+
+
+def dataset_counts(config, records, workdir: Path) -> dict:
+    """How many videos, of each split and group, and the classes (a TFDS dataset's: None)."""
+    names = {"train": config.data.train_split, "validation": config.data.validation_split,
+             "test": config.data.test_split}
+    return {"videos": len(records) if records is not None else None,
+            **{f"{split}_videos": sum(r.split == name for r in records or ()) for split, name in names.items()},
+            "groups": len({r.group for r in records or () if r.group is not None}),
+            "classes": list(config.classes),
+            "videos_csv": str(workdir / VIDEOS_FILE) if records is not None else None}
+
+
+def print_report(summary: dict, rows: list[str], cv_folds: int, workdir: Path) -> None:
+    """The table, the time per stage and where everything was written, on stdout."""
+    results = summary["results"]
+    test_videos = len(next(iter(summary["reports"].values()))["labels"]) if summary["reports"] else 0
+    cv_videos = next(iter(summary["cross_validation"].values()))["videos"] if summary["cross_validation"] else 0
     print()
-    print(report_lib.results_table(results, rows, titles, test_videos, summary["chance_accuracy"],
-                                   config.run.cv_folds, next(iter(cross.values()))["videos"] if cross else 0))
+    print(report_lib.results_table(results, rows, summary["titles"], test_videos, summary["chance_accuracy"],
+                                   cv_folds, cv_videos))
     print()
     stage_times = ", ".join(f"{name} {t['wall_s']:.0f} s" for name, t in summary["timings"].items())
     print(f"Time: {stage_times} (wall clock; CPU seconds in {SUMMARY_FILE}).")
     if summary["skipped_videos"]:
         print(f"{summary['skipped_videos']} unreadable video(s) were skipped (listed above).")
-    print(f"Written: {workdir / SUMMARY_FILE}" + (f", pictures in {workdir / PICTURES_DIR}/" if picture_paths else ""))
-    return summary
+    print(f"Written: {workdir / SUMMARY_FILE}"
+          + (f", pictures in {workdir / PICTURES_DIR}/" if summary["pictures"] else ""))
 
 
 def write_summary(workdir: Path, summary: dict) -> Path:
